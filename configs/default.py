@@ -1,0 +1,64 @@
+"""Quickstart: a small sentence VAE on the built-in `synthetic` corpus.
+
+Runs anywhere (the corpus is generated in code) and visibly learns: the
+validation ELBO rises and the KL stays well above zero because the sentences are
+generated from discrete factors that z can carry.
+
+  python -m textvae.main --config=configs/default.py --workdir=/tmp/textvae_quickstart
+
+Measured on a 2-core CPU (see README): about 2-3 minutes including compilation.
+Every other config imports this one and overrides what differs.
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "synthetic"          # synthetic | ptb | text_files
+  config.data.source_dir = ""             # ptb: local copy; text_files: {train,valid,test}.txt
+  config.data.tfds_data_dir = ""          # where TFDS prepares datasets ('' = ~/tensorflow_datasets)
+  config.data.encoding_errors = "strict"  # text_files: 'strict' (error naming file:line) | 'replace'
+  config.data.max_length = 64             # tokens per sentence incl. </s>; longer ones are truncated
+  config.data.vocab_size = 0              # 0 = every training word; else the most frequent
+  config.data.min_count = 1
+  config.data.pad_multiple = 1            # pad each batch to its longest sentence, rounded up
+  config.data.pool_batches = 50           # length-sorting pool, in batches
+  config.data.synthetic_seed = 0
+  config.data.synthetic_num_train = 10000
+
+  config.model = ml_collections.ConfigDict()
+  config.model.kind = "vae"               # vae | lm
+  config.model.embed_dim = 64
+  config.model.hidden_dim = 128
+  config.model.latent_dim = 16
+  config.model.word_dropout = 0.0
+  config.model.embed_dropout = 0.0
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 32            # global, split evenly over all devices
+  config.train.eval_batch_size = 64
+  config.train.num_steps = 1200
+  config.train.learning_rate = 1e-3
+  config.train.grad_clip = 5.0
+  config.train.adam_b1 = 0.9
+  config.train.adam_b2 = 0.999
+  config.train.log_every_steps = 50
+  config.train.eval_every_steps = 300
+  config.train.checkpoint_every_steps = 300
+  config.train.keep_checkpoints = 3
+  config.train.num_samples = 8
+
+  config.train.kl_schedule = ml_collections.ConfigDict()
+  config.train.kl_schedule.name = "linear"  # constant | linear | logistic | cyclical
+  config.train.kl_schedule.max_weight = 1.0
+  config.train.kl_schedule.warmup_steps = 600
+  config.train.kl_schedule.logistic_k = 0.0025
+  config.train.kl_schedule.logistic_x0 = 2500
+  config.train.kl_schedule.num_cycles = 4
+  config.train.kl_schedule.cycle_steps = 1000
+  config.train.kl_schedule.ratio = 0.5
+  return config

@@ -1,0 +1,122 @@
+"""The pmapped train/eval steps: padding, PRNG streams, 1 device vs 4 devices."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from textvae import models
+from textvae import objectives
+from textvae import steps
+from textvae.data import pipeline
+
+
+def _train_config():
+  return ml_collections.ConfigDict(dict(
+      learning_rate=1e-2, grad_clip=5.0, adam_b1=0.9, adam_b2=0.999,
+      kl_schedule=dict(name="linear", max_weight=1.0, warmup_steps=4, logistic_k=0.0,
+                       logistic_x0=0, num_cycles=1, cycle_steps=1, ratio=1.0)))
+
+
+def _model():
+  return models.TextVAE(vocab_size=20, embed_dim=8, hidden_dim=16, latent_dim=4,
+                        word_dropout=0.3)
+
+
+def _batch(rng, n=8, pad_multiple=1):
+  rows = [rng.integers(4, 20, size=rng.integers(2, 9)).astype(np.int32) for _ in range(n)]
+  rows = [np.append(r, 2).astype(np.int32) for r in rows]
+  return rows, pipeline.collate(rows, np.ones(n), pad_multiple)
+
+
+def test_padding_does_not_change_terms():
+  model = _model()
+  rows, tight = _batch(np.random.default_rng(0))
+  _, loose = _batch(np.random.default_rng(0), pad_multiple=16)
+  assert loose["tokens_BxT"].shape[1] == 16 > tight["tokens_BxT"].shape[1]
+  params = model.init({"params": jax.random.key(0), "latent": jax.random.key(1)},
+                      tight["tokens_BxT"], tight["inputs_BxT"])["params"]
+  rngs = {"latent": jax.random.key(5), "dropout": jax.random.key(6)}
+
+  def terms(batch):
+    out = model.apply({"params": params}, batch["tokens_BxT"], batch["inputs_BxT"],
+                      rngs=rngs)
+    return objectives.elbo_terms(out, batch["tokens_BxT"])
+
+  a, b = terms(tight), terms(loose)
+  for k in ("recon_B", "kl_B", "num_tokens_B"):
+    np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
+  np.testing.assert_array_equal(a["num_tokens_B"], [len(r) for r in rows])
+
+
+def _run_steps(num_devices, batches, num_steps=3):
+  devices = jax.devices()[:num_devices]
+  model = _model()
+  state = steps.create_train_state(model, jax.random.key(0), _train_config())
+  p_step = steps.pmap_train_step(_train_config().kl_schedule, devices=devices)
+  state = steps.replicate(state, devices)
+  losses = []
+  for batch in batches[:num_steps]:
+    sharded = jax.tree_util.tree_map(
+        lambda x: x.reshape((num_devices, -1) + x.shape[1:]), batch)
+    state, metrics = p_step(state, sharded, jax.random.key(42))
+    losses.append(float(metrics["loss"][0]))
+  return losses, steps.unreplicate(state).params
+
+
+def test_four_devices_equal_one_device():
+  assert jax.device_count() >= 4, "conftest sets 4 host devices"
+  rng = np.random.default_rng(1)
+  batches = [_batch(rng, n=8)[1] for _ in range(3)]
+  losses1, params1 = _run_steps(1, batches)
+  losses4, params4 = _run_steps(4, batches)
+  np.testing.assert_allclose(losses1, losses4, rtol=1e-5, atol=1e-5)
+  jax.tree_util.tree_map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), params1, params4)
+  assert losses1[0] != losses1[1]
+
+
+def test_same_seed_same_loss_and_steps_draw_different_noise():
+  rng = np.random.default_rng(2)
+  batch = _batch(rng, n=8)[1]
+  # Same batch at every step: differences between steps come from the noise only.
+  losses_a, _ = _run_steps(1, [batch] * 2, num_steps=2)
+  losses_b, _ = _run_steps(1, [batch] * 2, num_steps=2)
+  assert losses_a == losses_b
+  model = _model()
+  params = model.init({"params": jax.random.key(0), "latent": jax.random.key(1)},
+                      batch["tokens_BxT"], batch["inputs_BxT"])["params"]
+  key = jax.random.key(42)
+
+  def z_at(step):
+    out = model.apply({"params": params}, batch["tokens_BxT"], batch["inputs_BxT"],
+                      deterministic=False, rngs=steps.step_rngs(key, step))
+    return np.asarray(out["z_BxZ"])
+
+  np.testing.assert_array_equal(z_at(3), z_at(3))
+  assert np.abs(z_at(3) - z_at(4)).min() > 0  # every sentence's noise differs
+  # The latent and dropout streams are distinct keys.
+  r = steps.step_rngs(key, 3)
+  assert not np.array_equal(jax.random.key_data(r["latent"]), jax.random.key_data(r["dropout"]))
+
+
+def test_eval_weights_exclude_filler_rows():
+  model = _model()
+  rng = np.random.default_rng(3)
+  rows, batch = _batch(rng, n=4)
+  filled = pipeline.collate(rows + [np.array([2], np.int32)] * 4,
+                            np.array([1, 1, 1, 1, 0, 0, 0, 0], np.float32))
+  params = model.init({"params": jax.random.key(0), "latent": jax.random.key(1)},
+                      batch["tokens_BxT"], batch["inputs_BxT"])["params"]
+  p_eval = steps.pmap_eval_step(model.apply, devices=jax.devices()[:1])
+  shard = lambda b: jax.tree_util.tree_map(lambda x: x[None], b)
+  a = jax.tree_util.tree_map(lambda x: np.asarray(x[0]),
+                             p_eval(steps.replicate(params, jax.devices()[:1]), shard(batch),
+                                    jax.random.key(0), 0))
+  b = jax.tree_util.tree_map(lambda x: np.asarray(x[0]),
+                             p_eval(steps.replicate(params, jax.devices()[:1]), shard(filled),
+                                    jax.random.key(0), 0))
+  assert a["num_sentences"] == b["num_sentences"] == 4
+  assert a["num_tokens"] == b["num_tokens"] == sum(len(r) for r in rows)
+  np.testing.assert_allclose(a["recon"], b["recon"], rtol=1e-5)
+  np.testing.assert_allclose(a["kl"], b["kl"], rtol=1e-5)

@@ -1,0 +1,1 @@
+"""Data: TFDS builders (array_record), vocabulary and the grain batching pipeline."""

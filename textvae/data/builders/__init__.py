@@ -1,0 +1,1 @@
+"""TFDS builders for the corpora textvae trains on; all write `array_record`."""

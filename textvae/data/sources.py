@@ -1,0 +1,69 @@
+"""Prepares a corpus with its TFDS builder (array_record) and reads its splits back."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from textvae.data.builders import ptb
+from textvae.data.builders import synthetic
+from textvae.data.builders import text_files
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclasses.dataclass
+class Corpus:
+  """The sentences of one split, with generating factors where the corpus has them."""
+  sentences: list[str]
+  factors: dict[str, np.ndarray]
+
+
+def tfds_data_dir(data_config) -> str:
+  return os.path.expanduser(data_config.get("tfds_data_dir") or "~/tensorflow_datasets")
+
+
+def make_builder(data_config) -> tfds.core.DatasetBuilder:
+  """The TFDS builder named by `config.data.name`, with its dataset config."""
+  data_dir = tfds_data_dir(data_config)
+  name = data_config.name
+  if name == "ptb":
+    return ptb.Ptb(data_dir=data_dir, config=ptb.make_config(data_config.source_dir),
+                   file_format="array_record")
+  if name == "text_files":
+    if not data_config.source_dir:
+      raise ValueError("config.data.source_dir must name a folder holding "
+                       "train.txt, valid.txt and test.txt for data.name='text_files'")
+    cfg = text_files.make_config(data_config.source_dir,
+                                 data_config.get("encoding_errors", "strict"))
+    return text_files.TextFiles(data_dir=data_dir, config=cfg, file_format="array_record")
+  if name == "synthetic":
+    cfg = synthetic.make_config(data_config.get("synthetic_seed", 0),
+                                data_config.get("synthetic_num_train", 10000))
+    return synthetic.Synthetic(data_dir=data_dir, config=cfg, file_format="array_record")
+  raise ValueError(f"config.data.name={name!r}: expected one of 'synthetic', 'ptb', "
+                   "'text_files'")
+
+
+def load_splits(data_config, splits=SPLITS) -> dict[str, Corpus]:
+  """Prepares (once) and reads the splits through `tfds` array_record data sources."""
+  tfds.disable_progress_bar()
+  builder = make_builder(data_config)
+  builder.download_and_prepare(file_format="array_record")
+  sources = builder.as_data_source()
+  logging.info("Dataset %s/%s at %s", builder.name, builder.builder_config.name,
+               builder.data_dir)
+  out = {}
+  for split in splits:
+    source = sources[split]
+    records = source.__getitems__(list(range(len(source))))
+    sentences = [r["text"].decode("utf-8") if isinstance(r["text"], bytes) else r["text"]
+                 for r in records]
+    factor_names = [k for k in (records[0].keys() if records else ()) if k != "text"]
+    factors = {k: np.asarray([r[k] for r in records], np.int32) for k in factor_names}
+    out[split] = Corpus(sentences, factors)
+  return out

@@ -1,0 +1,283 @@
+"""Flax Linen models: GRU encoder, GRU decoder, the sentence VAE and the RNNLM.
+
+Used through `init`/`apply` only. Shapes are in names: B batch, T time, E
+embedding, H hidden, Z latent, V vocabulary.
+
+The GRU computes the input projections of all time steps in one matmul before
+`lax.scan` and keeps only the recurrent matmul inside it (PyTorch's gate layout:
+n = tanh(W_in x + b_in + r * (W_hn h + b_hn))). The output layer is stored as a
+V x H matrix so that the loss can take each target's logit from its gathered row
+instead of indexing a B x T x V logits tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from textvae.data.vocab import PAD_ID, UNK_ID
+
+Array = Any
+
+
+class GRU(nn.Module):
+  """A single-layer GRU over [B, T, D] inputs, masked past each row's length."""
+  hidden_dim: int
+
+  def setup(self):
+    H = self.hidden_dim
+    self.input_proj = nn.Dense(3 * H, name="input")
+    self.recurrent_kernel = self.param(
+        "recurrent_kernel", _stacked_orthogonal(3), (H, 3 * H))
+    self.recurrent_bias = self.param("recurrent_bias", nn.initializers.zeros, (3 * H,))
+
+  def project(self, x_BxTxD: Array) -> Array:
+    """Input projections of every step at once: [B, T, 3H]."""
+    return self.input_proj(x_BxTxD)
+
+  def cell(self, h_BxH: Array, xproj_Bx3H: Array) -> Array:
+    hproj = h_BxH @ self.recurrent_kernel + self.recurrent_bias
+    xr, xz, xn = jnp.split(xproj_Bx3H, 3, axis=-1)
+    hr, hz, hn = jnp.split(hproj, 3, axis=-1)
+    r = jax.nn.sigmoid(xr + hr)
+    u = jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    return (1.0 - u) * n + u * h_BxH
+
+  def __call__(self, x_BxTxD: Array, h0_BxH: Array, mask_BxT: Array | None = None,
+               extra_proj_Bx3H: Array | None = None):
+    """Returns all hidden states [B, T, H] and the state after each row's last
+    real step [B, H]. `extra_proj_Bx3H` is added to every step's input
+    projection (the decoder's latent code, projected once per sentence)."""
+    xproj = self.project(x_BxTxD)
+    if extra_proj_Bx3H is not None:
+      xproj = xproj + extra_proj_Bx3H[:, None, :]
+    xproj_TxBx3H = jnp.swapaxes(xproj, 0, 1)
+    if mask_BxT is None:
+      mask_BxT = jnp.ones(x_BxTxD.shape[:2], bool)
+    mask_TxB = jnp.swapaxes(mask_BxT, 0, 1)
+
+    def step(h, inputs):
+      xp, m = inputs
+      h_new = self.cell(h, xp)
+      h_new = jnp.where(m[:, None], h_new, h)
+      return h_new, h_new
+
+    h_last, hs_TxBxH = jax.lax.scan(step, h0_BxH, (xproj_TxBx3H, mask_TxB))
+    return jnp.swapaxes(hs_TxBxH, 0, 1), h_last
+
+
+def row_keys(key, row_ids_B):
+  """One key per sentence: `fold_in(key, global row index)`.
+
+  Noise drawn from these depends only on the step and the sentence's index in
+  the global batch, so a batch gives the same noise on 1 device or on many.
+  """
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, row_ids_B)
+
+
+def row_normal(key, row_ids_B, dim: int):
+  return jax.vmap(lambda k: jax.random.normal(k, (dim,)))(row_keys(key, row_ids_B))
+
+
+def row_bernoulli(key, row_ids_B, p: float, length: int):
+  return jax.vmap(lambda k: jax.random.bernoulli(k, p, (length,)))(row_keys(key, row_ids_B))
+
+
+def _stacked_orthogonal(n: int):
+  """Orthogonal initialisation of each of the n gates' H x H blocks."""
+  ortho = nn.initializers.orthogonal()
+
+  def init(key, shape, dtype=jnp.float32):
+    rows, cols = shape
+    keys = jax.random.split(key, n)
+    return jnp.concatenate([ortho(k, (rows, cols // n), dtype) for k in keys], axis=1)
+  return init
+
+
+class GRUEncoder(nn.Module):
+  """Reads the sentence (words and <eos>); its last state gives q(z|x) = N(mu, diag(exp(logvar)))."""
+  vocab_size: int
+  embed_dim: int
+  hidden_dim: int
+  latent_dim: int
+
+  @nn.compact
+  def __call__(self, tokens_BxT: Array):
+    mask = tokens_BxT != PAD_ID
+    emb = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_BxT)
+    h0 = jnp.zeros((tokens_BxT.shape[0], self.hidden_dim), emb.dtype)
+    _, h_last = GRU(self.hidden_dim, name="gru")(emb, h0, mask)
+    stats = nn.Dense(2 * self.latent_dim, name="posterior")(h_last)
+    mu_BxZ, logvar_BxZ = jnp.split(stats, 2, axis=-1)
+    return mu_BxZ, logvar_BxZ
+
+
+class GRUDecoder(nn.Module):
+  """p(x|z): z sets the initial state (tanh of a linear map) and is concatenated
+  to every input embedding. With `latent_dim == 0` it is an RNN language model."""
+  vocab_size: int
+  embed_dim: int
+  hidden_dim: int
+  latent_dim: int
+  word_dropout: float = 0.0
+  embed_dropout: float = 0.0
+
+  def setup(self):
+    self.embed = nn.Embed(self.vocab_size, self.embed_dim)
+    self.gru = GRU(self.hidden_dim)
+    if self.latent_dim:
+      self.init_state = nn.Dense(self.hidden_dim)
+      # The z half of the input kernel, applied once per sentence, not per step.
+      self.latent_proj = nn.Dense(3 * self.hidden_dim, use_bias=False)
+    self.output_kernel = self.param(
+        "output_kernel", nn.initializers.lecun_normal(), (self.vocab_size, self.hidden_dim))
+    self.output_bias = self.param("output_bias", nn.initializers.zeros, (self.vocab_size,))
+
+  def initial_state(self, z_BxZ: Array | None, batch_size: int) -> Array:
+    if self.latent_dim:
+      return jnp.tanh(self.init_state(z_BxZ))
+    return jnp.zeros((batch_size, self.hidden_dim), jnp.float32)
+
+  def _latent_proj(self, z_BxZ):
+    return self.latent_proj(z_BxZ) if self.latent_dim else None
+
+  def hidden_states(self, inputs_BxT: Array, z_BxZ: Array | None, *,
+                    deterministic: bool = True, row_ids_B: Array | None = None) -> Array:
+    mask = inputs_BxT != PAD_ID
+    B, T = inputs_BxT.shape
+    if row_ids_B is None:
+      row_ids_B = jnp.arange(B)
+    if self.word_dropout > 0 and not deterministic:
+      # Bowman et al. 2016: replace decoder input words by <unk> (never <bos>/<pad>).
+      key = jax.random.fold_in(self.make_rng("dropout"), 0)
+      drop = row_bernoulli(key, row_ids_B, self.word_dropout, T) & mask
+      drop = drop.at[:, 0].set(False)
+      inputs_BxT = jnp.where(drop, UNK_ID, inputs_BxT)
+    emb = self.embed(inputs_BxT)
+    if self.embed_dropout > 0 and not deterministic:
+      key = jax.random.fold_in(self.make_rng("dropout"), 1)
+      keep = ~row_bernoulli(key, row_ids_B, self.embed_dropout, T * self.embed_dim)
+      emb = emb * keep.reshape(emb.shape) / (1.0 - self.embed_dropout)
+    h0 = self.initial_state(z_BxZ, inputs_BxT.shape[0])
+    hs, _ = self.gru(emb, h0, mask, self._latent_proj(z_BxZ))
+    return hs
+
+  def token_nll(self, hs_BxTxH: Array, targets_BxT: Array) -> Array:
+    """-log p(target) at every position: logsumexp(logits) - target logit, the
+    target logit from the gathered output row (no B x T x V indexing)."""
+    logits = hs_BxTxH @ self.output_kernel.T + self.output_bias
+    w_target = jnp.take(self.output_kernel, targets_BxT, axis=0)
+    target_logit = jnp.sum(hs_BxTxH * w_target, axis=-1) + self.output_bias[targets_BxT]
+    return jax.nn.logsumexp(logits, axis=-1) - target_logit
+
+  def __call__(self, inputs_BxT, targets_BxT, z_BxZ=None, *, deterministic=True,
+               row_ids_B=None):
+    hs = self.hidden_states(inputs_BxT, z_BxZ, deterministic=deterministic,
+                            row_ids_B=row_ids_B)
+    return self.token_nll(hs, targets_BxT)
+
+  def step(self, h_BxH: Array, token_B: Array, z_BxZ: Array | None):
+    """One decoding step: the new state and the logits [B, V] of the next token."""
+    xp = self.gru.project(self.embed(token_B))
+    if self.latent_dim:
+      xp = xp + self.latent_proj(z_BxZ)
+    h = self.gru.cell(h_BxH, xp)
+    return h, h @ self.output_kernel.T + self.output_bias
+
+
+class TextVAE(nn.Module):
+  """The sentence VAE of Bowman et al. (2016) with a GRU encoder and decoder."""
+  vocab_size: int
+  embed_dim: int = 256
+  hidden_dim: int = 256
+  latent_dim: int = 32
+  word_dropout: float = 0.0
+  embed_dropout: float = 0.0
+
+  def setup(self):
+    self.encoder = GRUEncoder(self.vocab_size, self.embed_dim, self.hidden_dim,
+                              self.latent_dim)
+    self.decoder = GRUDecoder(self.vocab_size, self.embed_dim, self.hidden_dim,
+                              self.latent_dim, self.word_dropout, self.embed_dropout)
+
+  def encode(self, tokens_BxT):
+    return self.encoder(tokens_BxT)
+
+  def __call__(self, tokens_BxT, inputs_BxT, *, deterministic: bool = True,
+               row_ids_B=None):
+    """Per-token NLL of the targets under one reparameterised z ~ q(z|x).
+
+    The noise comes from the 'latent' RNG stream; word and embedding dropout
+    from 'dropout' (only when not deterministic). Each sentence's noise is
+    drawn from `fold_in(stream key, row_ids_B[b])` (default: its row).
+    """
+    if row_ids_B is None:
+      row_ids_B = jnp.arange(tokens_BxT.shape[0])
+    mu, logvar = self.encoder(tokens_BxT)
+    eps = row_normal(self.make_rng("latent"), row_ids_B, self.latent_dim)
+    z = mu + jnp.exp(0.5 * logvar) * eps.astype(mu.dtype)
+    nll = self.decoder(inputs_BxT, tokens_BxT, z, deterministic=deterministic,
+                       row_ids_B=row_ids_B)
+    return {"nll_BxT": nll, "mu_BxZ": mu, "logvar_BxZ": logvar, "z_BxZ": z}
+
+  def decode_nll(self, tokens_BxT, inputs_BxT, z_BxZ):
+    """-log p(x_t | x_<t, z) per token for a given z (evaluation)."""
+    return self.decoder(inputs_BxT, tokens_BxT, z_BxZ, deterministic=True)
+
+  def decode_init(self, z_BxZ):
+    return self.decoder.initial_state(z_BxZ, z_BxZ.shape[0])
+
+  def decode_step(self, h_BxH, token_B, z_BxZ):
+    return self.decoder.step(h_BxH, token_B, z_BxZ)
+
+
+class RNNLM(nn.Module):
+  """The decoder without z: the language-model baseline. Its posterior has zero
+  dimensions, so the same objective gives KL = 0 and the ELBO is the exact NLL."""
+  vocab_size: int
+  embed_dim: int = 256
+  hidden_dim: int = 256
+  latent_dim: int = 0  # fixed: no latent variable
+  word_dropout: float = 0.0
+  embed_dropout: float = 0.0
+
+  def setup(self):
+    self.decoder = GRUDecoder(self.vocab_size, self.embed_dim, self.hidden_dim, 0,
+                              self.word_dropout, self.embed_dropout)
+
+  def encode(self, tokens_BxT):
+    empty = jnp.zeros((tokens_BxT.shape[0], 0), jnp.float32)
+    return empty, empty
+
+  def __call__(self, tokens_BxT, inputs_BxT, *, deterministic: bool = True,
+               row_ids_B=None):
+    nll = self.decoder(inputs_BxT, tokens_BxT, None, deterministic=deterministic,
+                       row_ids_B=row_ids_B)
+    empty = jnp.zeros((tokens_BxT.shape[0], 0), nll.dtype)
+    return {"nll_BxT": nll, "mu_BxZ": empty, "logvar_BxZ": empty, "z_BxZ": empty}
+
+  def decode_nll(self, tokens_BxT, inputs_BxT, z_BxZ=None):
+    return self.decoder(inputs_BxT, tokens_BxT, None, deterministic=True)
+
+  def decode_init(self, z_BxZ):
+    return self.decoder.initial_state(None, z_BxZ.shape[0])
+
+  def decode_step(self, h_BxH, token_B, z_BxZ=None):
+    return self.decoder.step(h_BxH, token_B, None)
+
+
+def create_model(model_config, vocab_size: int) -> nn.Module:
+  """The model named by `config.model.kind` ('vae' or 'lm')."""
+  kwargs = dict(vocab_size=vocab_size, embed_dim=model_config.embed_dim,
+                hidden_dim=model_config.hidden_dim,
+                word_dropout=model_config.word_dropout,
+                embed_dropout=model_config.embed_dropout)
+  if model_config.kind == "vae":
+    return TextVAE(latent_dim=model_config.latent_dim, **kwargs)
+  if model_config.kind == "lm":
+    return RNNLM(**kwargs)
+  raise ValueError(f"config.model.kind={model_config.kind!r}: expected 'vae' or 'lm'")

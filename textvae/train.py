@@ -1,0 +1,254 @@
+"""The training loop: `train_and_evaluate(config, workdir)`.
+
+init -> resume from the latest complete checkpoint -> pmapped steps -> periodic
+validation and checkpoints -> test split, prior samples and reconstructions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from textvae import checkpoints
+from textvae import decoding
+from textvae import evaluation
+from textvae import metric_writers as metric_writers_lib
+from textvae.metric_writers import periodic_actions
+from textvae import models
+from textvae import objectives
+from textvae import parallel
+from textvae import steps
+from textvae import workdir as workdir_lib
+from textvae.data import pipeline
+from textvae.data import sources
+from textvae.data import vocab as vocab_lib
+
+NAN_MARKER = "nonfinite_stop.json"
+
+
+class NonFiniteError(FloatingPointError):
+  """A training metric became NaN/Inf; the last good checkpoint is kept."""
+
+
+def prepare_data(config, workdir):
+  """Corpus splits encoded with the workdir's vocabulary (built from train once)."""
+  corpus = sources.load_splits(config.data)
+  vpath = workdir_lib.vocab_path(workdir)
+  if os.path.exists(vpath):
+    vocab = vocab_lib.Vocabulary.load(vpath)
+    logging.info("Loaded vocabulary of %d tokens from %s", len(vocab), vpath)
+  else:
+    vocab = vocab_lib.Vocabulary.build(corpus["train"].sentences,
+                                       max_size=config.data.vocab_size,
+                                       min_count=config.data.min_count)
+    if jax.process_index() == 0:
+      vocab.save(vpath)
+    logging.info("Built vocabulary of %d tokens from the training split", len(vocab))
+  splits = {name: pipeline.encode(name, c.sentences, vocab, config.data.max_length, c.factors)
+            for name, c in corpus.items()}
+  return vocab, splits
+
+
+def _flat_hparams(config):
+  def flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+      if isinstance(v, dict):
+        out.update(flatten(v, f"{prefix}{k}."))
+      else:
+        out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+  return flatten(json.loads(config.to_json()))
+
+
+def _check_finite(step, scalars, latest_good, workdir):
+  bad = {k: v for k, v in scalars.items() if not math.isfinite(v)}
+  if bad:
+    name, value = sorted(bad.items())[0]
+    info = {"step": step, "metric": name, "value": str(value),
+            "last_good_checkpoint": latest_good}
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, NAN_MARKER), "w", encoding="utf-8") as f:
+        json.dump(info, f)
+    raise NonFiniteError(
+        f"non-finite training metric {name}={value} at step {step}; stopped without "
+        f"saving. The last good checkpoint is step {latest_good} in {workdir}")
+
+
+def _train_scalars(metric_list):
+  """Averages of a window of per-step metrics (fetched here, not per step)."""
+  fetched = jax.device_get([steps.unreplicate(m) for m in metric_list])
+  sums = {k: sum(float(m[k]) for m in fetched)
+          for k in ("num_sentences", "num_tokens", "recon", "kl")}
+  out = {f"train/{k}": v for k, v in objectives.summarise(sums).items()
+         if k not in ("num_sentences", "num_tokens")}
+  for k in ("loss", "kl_weight", "grad_norm"):
+    out[f"train/{k}"] = float(np.mean([float(m[k]) for m in fetched]))
+  return out, sums
+
+
+def write_samples(model, params, vocab, splits, config, sample_key, workdir):
+  """Prior samples (greedy from z ~ N(0, I)) and reconstructions (greedy from the
+  posterior mean) of the first validation sentences, to samples.txt and the log."""
+  n = config.train.num_samples
+  max_len = config.data.max_length
+  lines = []
+  if model.latent_dim:
+    z = jax.random.normal(sample_key, (n, model.latent_dim))
+    lines.append("# prior samples, z ~ N(0, I), greedy")
+  else:
+    z = jnp.zeros((n, 0))
+    lines.append("# samples from the language model (temperature 1)")
+  tokens = decoding.decode(model, params, z, sample_key, max_length=max_len,
+                           temperature=0.0 if model.latent_dim else 1.0)
+  lines += [vocab.decode(t) for t in np.asarray(tokens)]
+  if model.latent_dim:
+    lines.append("# reconstructions of validation sentences (posterior mean, greedy)")
+    valid = splits["valid"]
+    batch = pipeline.collate([valid.tokens[i] for i in range(min(n, len(valid)))],
+                             np.ones(min(n, len(valid))))
+    mu = decoding.posterior_mean(model, params, batch["tokens_BxT"])
+    recon = decoding.decode(model, params, mu, sample_key, max_length=max_len)
+    for src, out in zip(batch["tokens_BxT"], np.asarray(recon)):
+      lines.append(f"  in: {vocab.decode(src)}")
+      lines.append(f" out: {vocab.decode(out)}")
+  text = "\n".join(lines) + "\n"
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "samples.txt"), "w", encoding="utf-8") as f:
+      f.write(text)
+  logging.info("Samples:\n%s", text)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns
+  the final validation and test metrics."""
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.check_compatible(config, workdir)
+  parallel.check_global_batch(config.train.batch_size)
+  parallel.check_global_batch(config.train.eval_batch_size, "config.train.eval_batch_size")
+
+  marker = os.path.join(workdir, NAN_MARKER)
+  if os.path.exists(marker):
+    with open(marker, encoding="utf-8") as f:
+      info = json.load(f)
+    logging.warning("The previous run stopped at step %s on non-finite %s=%s; "
+                    "resuming from the last good checkpoint (step %s).",
+                    info["step"], info["metric"], info["value"],
+                    info["last_good_checkpoint"])
+
+  vocab, splits = prepare_data(config, workdir)
+  if jax.process_index() == 0:
+    workdir_lib.save_config(config, workdir)
+  model = models.create_model(config.model, len(vocab))
+
+  init_key, train_key, eval_key, sample_key = jax.random.split(
+      jax.random.key(config.seed), 4)
+  state = steps.create_train_state(model, init_key, config.train)
+  num_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
+  logging.info("Model %s: %d parameters, vocabulary %d", config.model.kind, num_params,
+               len(vocab))
+
+  train_source = pipeline.train_dataset(
+      splits["train"], global_batch_size=config.train.batch_size, seed=config.seed,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches)
+  train_iter = iter(train_source)
+
+  ckpt = checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)
+  start_step = 0
+  latest = ckpt.latest_step()
+  if latest is not None:
+    state, data_state, meta = ckpt.restore(latest, state)
+    train_iter.set_state(data_state)
+    start_step = int(state.step)
+    logging.info("Resuming from step %d (checkpoint %s)", start_step,
+                 os.path.join(ckpt.directory, str(latest)))
+    if meta.get("vocab_size") != len(vocab):
+      raise ValueError(f"checkpoint {latest} has vocab_size {meta.get('vocab_size')}, "
+                       f"the workdir's vocab.json {len(vocab)}")
+  else:
+    logging.info("Starting from scratch in %s", workdir)
+
+  writer = metric_writers_lib.create_writer(workdir, just_logging=jax.process_index() > 0)
+  if start_step == 0:
+    writer.write_hparams(_flat_hparams(config))
+
+  p_train_step = steps.pmap_train_step(config.train.kl_schedule)
+  p_eval_step = steps.pmap_eval_step(model.apply)
+  state = steps.replicate(state)
+  num_steps = config.train.num_steps
+  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
+
+  def run_eval(split_name):
+    return evaluation.elbo_over_split(
+        p_eval_step, state.params, splits[split_name],
+        global_batch_size=config.train.eval_batch_size, eval_key=eval_key,
+        pad_multiple=config.data.pad_multiple)
+
+  def save(step):
+    meta = {"step": step, "vocab_size": len(vocab), "config": json.loads(config.to_json())}
+    ckpt.save(step, steps.unreplicate(state), train_iter.get_state(), meta)
+
+  window, window_start, last_valid = [], time.time(), {}
+  for step in range(start_step + 1, num_steps + 1):
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      batch = parallel.shard(next(train_iter))
+      state, metrics = p_train_step(state, batch, train_key)
+    window.append(metrics)
+    report(step)
+    is_last = step == num_steps
+    do_eval = step % config.train.eval_every_steps == 0 or is_last
+    do_ckpt = step % config.train.checkpoint_every_steps == 0 or is_last
+    if step % config.train.log_every_steps == 0 or do_eval or do_ckpt:
+      scalars, sums = _train_scalars(window)
+      elapsed = time.time() - window_start
+      scalars["train/tokens_per_s"] = sums["num_tokens"] * jax.process_count() / elapsed
+      _check_finite(step, scalars, ckpt.latest_step(), workdir)
+      writer.write_scalars(step, scalars)
+      window, window_start = [], time.time()
+    if do_eval:
+      with report.timed("eval"):
+        valid = run_eval("valid")
+      last_valid = valid
+      writer.write_scalars(step, {f"valid/{k}": v for k, v in valid.items()
+                                  if isinstance(v, float)})
+    if do_ckpt:
+      with report.timed("checkpoint"):
+        save(step)
+      if jax.process_index() == 0 and os.path.exists(marker):
+        os.remove(marker)
+    if do_eval:
+      window_start = time.time()  # throughput excludes evaluation and saving
+
+  ckpt.wait_until_finished()
+  final_step = int(steps.unreplicate(state).step)
+  results = {"step": final_step}
+  if start_step < num_steps or not os.path.exists(os.path.join(workdir, "final_metrics.json")):
+    results["valid"] = last_valid or run_eval("valid")
+    results["test"] = run_eval("test")
+    writer.write_scalars(final_step, {f"test/{k}": v for k, v in results["test"].items()
+                                      if isinstance(v, float)})
+    params = steps.unreplicate(state).params
+    write_samples(model, params, vocab, splits, config, sample_key, workdir)
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, "final_metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+  else:
+    with open(os.path.join(workdir, "final_metrics.json"), encoding="utf-8") as f:
+      results = json.load(f)
+    logging.info("Already trained to step %d; nothing to do.", final_step)
+  writer.flush()
+  ckpt.close()
+  logging.info("Final metrics: %s", json.dumps(
+      {s: {k: v for k, v in m.items() if k != "kl_per_dim"} if isinstance(m, dict) else m
+       for s, m in results.items()}))
+  return results
