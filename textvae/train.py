@@ -69,23 +69,27 @@ def _flat_hparams(config):
   return flatten(json.loads(config.to_json()))
 
 
-def _check_finite(step, scalars, latest_good, workdir):
-  bad = {k: v for k, v in scalars.items() if not math.isfinite(v)}
-  if bad:
-    name, value = sorted(bad.items())[0]
-    info = {"step": step, "metric": name, "value": str(value),
-            "last_good_checkpoint": latest_good}
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, NAN_MARKER), "w", encoding="utf-8") as f:
-        json.dump(info, f)
-    raise NonFiniteError(
-        f"non-finite training metric {name}={value} at step {step}; stopped without "
-        f"saving. The last good checkpoint is step {latest_good} in {workdir}")
-
-
-def _train_scalars(metric_list):
-  """Averages of a window of per-step metrics (fetched here, not per step)."""
+def _fetch_window(metric_list, first_step, latest_good, workdir):
+  """Fetches a window of per-step metrics (one host sync per window, not per
+  step) and stops at the first step whose metrics are not finite."""
   fetched = jax.device_get([steps.unreplicate(m) for m in metric_list])
+  for offset, m in enumerate(fetched):
+    bad = sorted(k for k, v in m.items() if not np.all(np.isfinite(v)))
+    if bad:
+      step = first_step + offset
+      info = {"step": step, "metric": bad[0], "value": str(m[bad[0]]),
+              "last_good_checkpoint": latest_good}
+      if jax.process_index() == 0:
+        with open(os.path.join(workdir, NAN_MARKER), "w", encoding="utf-8") as f:
+          json.dump(info, f)
+      raise NonFiniteError(
+          f"non-finite training metric {bad[0]}={m[bad[0]]} at step {step}; stopped "
+          f"without saving. The last good checkpoint is step {latest_good} in {workdir}")
+  return fetched
+
+
+def _train_scalars(fetched):
+  """Averages of a window of per-step metrics."""
   sums = {k: sum(float(m[k]) for m in fetched)
           for k in ("num_sentences", "num_tokens", "recon", "kl")}
   out = {f"train/{k}": v for k, v in objectives.summarise(sums).items()
@@ -209,10 +213,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     do_eval = step % config.train.eval_every_steps == 0 or is_last
     do_ckpt = step % config.train.checkpoint_every_steps == 0 or is_last
     if step % config.train.log_every_steps == 0 or do_eval or do_ckpt:
-      scalars, sums = _train_scalars(window)
+      fetched = _fetch_window(window, step - len(window) + 1, ckpt.latest_step(), workdir)
+      scalars, sums = _train_scalars(fetched)
       elapsed = time.time() - window_start
-      scalars["train/tokens_per_s"] = sums["num_tokens"] * jax.process_count() / elapsed
-      _check_finite(step, scalars, ckpt.latest_step(), workdir)
+      scalars["train/tokens_per_s"] = sums["num_tokens"] / elapsed
       writer.write_scalars(step, scalars)
       window, window_start = [], time.time()
     if do_eval:
