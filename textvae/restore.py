@@ -1,0 +1,52 @@
+"""Loading a trained workdir for the CLIs and notebooks: config, vocabulary,
+model and parameters of its latest (or a given) checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from textvae import checkpoints
+from textvae import models
+from textvae import steps
+from textvae import workdir as workdir_lib
+from textvae.data import vocab as vocab_lib
+
+
+@dataclasses.dataclass
+class Trained:
+  config: ml_collections.ConfigDict
+  vocab: vocab_lib.Vocabulary
+  model: nn.Module
+  params: dict
+  step: int
+  workdir: str
+
+
+def load(workdir: str, step: int | None = None) -> Trained:
+  """Restores `workdir`'s checkpoint at `step` (default: the latest complete one)."""
+  workdir = os.path.abspath(workdir)
+  for path in (workdir_lib.config_path(workdir), workdir_lib.vocab_path(workdir)):
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"{path} not found: is {workdir} a textvae workdir?")
+  config = workdir_lib.load_config(workdir)
+  vocab = vocab_lib.Vocabulary.load(workdir_lib.vocab_path(workdir))
+  model = models.create_model(config.model, len(vocab))
+  ckpt = checkpoints.Checkpointer(workdir)
+  try:
+    available = ckpt.all_steps()
+    if not available:
+      raise FileNotFoundError(f"{ckpt.directory} holds no complete checkpoint")
+    step = max(available) if step is None else step
+    if step not in available:
+      raise ValueError(f"no checkpoint at step {step} in {ckpt.directory}; "
+                       f"available: {sorted(available)}")
+    template = steps.create_train_state(model, jax.random.key(0), config.train)
+    state, _, _ = ckpt.restore(step, template)
+  finally:
+    ckpt.close()
+  return Trained(config, vocab, model, state.params, int(step), workdir)
