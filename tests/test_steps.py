@@ -98,25 +98,3 @@ def test_same_seed_same_loss_and_steps_draw_different_noise():
   # The latent and dropout streams are distinct keys.
   r = steps.step_rngs(key, 3)
   assert not np.array_equal(jax.random.key_data(r["latent"]), jax.random.key_data(r["dropout"]))
-
-
-def test_eval_weights_exclude_filler_rows():
-  model = _model()
-  rng = np.random.default_rng(3)
-  rows, batch = _batch(rng, n=4)
-  filled = pipeline.collate(rows + [np.array([2], np.int32)] * 4,
-                            np.array([1, 1, 1, 1, 0, 0, 0, 0], np.float32))
-  params = model.init({"params": jax.random.key(0), "latent": jax.random.key(1)},
-                      batch["tokens_BxT"], batch["inputs_BxT"])["params"]
-  p_eval = steps.pmap_eval_step(model.apply, devices=jax.devices()[:1])
-  shard = lambda b: jax.tree_util.tree_map(lambda x: x[None], b)
-  a = jax.tree_util.tree_map(lambda x: np.asarray(x[0]),
-                             p_eval(steps.replicate(params, jax.devices()[:1]), shard(batch),
-                                    jax.random.key(0), 0))
-  b = jax.tree_util.tree_map(lambda x: np.asarray(x[0]),
-                             p_eval(steps.replicate(params, jax.devices()[:1]), shard(filled),
-                                    jax.random.key(0), 0))
-  assert a["num_sentences"] == b["num_sentences"] == 4
-  assert a["num_tokens"] == b["num_tokens"] == sum(len(r) for r in rows)
-  np.testing.assert_allclose(a["recon"], b["recon"], rtol=1e-5)
-  np.testing.assert_allclose(a["kl"], b["kl"], rtol=1e-5)

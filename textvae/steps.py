@@ -90,26 +90,11 @@ def train_step(state: TrainState, batch, train_key, *, kl_schedule):
   return new_state, metrics
 
 
-def eval_step(params, batch, eval_key, batch_index, *, apply_fn):
-  """ELBO sums over a batch, one z sample per sentence from a fixed key."""
-  tokens, inputs, weights = batch["tokens_BxT"], batch["inputs_BxT"], batch["weights_B"]
-  rngs = step_rngs(eval_key, batch_index)
-  outputs = apply_fn({"params": params}, tokens, inputs, deterministic=True,
-                     row_ids_B=global_row_ids(tokens.shape[0]), rngs=rngs)
-  terms = objectives.elbo_terms(outputs, tokens)
-  return lax.psum(_sums(terms, weights), AXIS)
-
-
 def pmap_train_step(kl_schedule, devices=None):
   """`train_step` pmapped over the local devices (or `devices`); the state is donated."""
   return jax.pmap(functools.partial(train_step, kl_schedule=kl_schedule),
                   axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,),
                   devices=devices)
-
-
-def pmap_eval_step(apply_fn, devices=None):
-  return jax.pmap(functools.partial(eval_step, apply_fn=apply_fn), axis_name=AXIS,
-                  in_axes=(0, 0, None, None), devices=devices)
 
 
 def replicate(tree, devices=None):

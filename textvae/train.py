@@ -187,15 +187,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer.write_hparams(_flat_hparams(config))
 
   p_train_step = steps.pmap_train_step(config.train.kl_schedule)
-  p_eval_step = steps.pmap_eval_step(model.apply)
   state = steps.replicate(state)
   num_steps = config.train.num_steps
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
 
   def run_eval(split_name):
-    return evaluation.elbo_over_split(
-        p_eval_step, state.params, splits[split_name],
-        global_batch_size=config.train.eval_batch_size, eval_key=eval_key,
+    # IW-NLL with a small K, ELBO, KL, MI and AU: the curves show MI and AU over time.
+    return evaluation.evaluate_split(
+        model, state.params, splits[split_name],
+        num_samples=config.train.eval_importance_samples,
+        batch_size=config.train.eval_batch_size, key=eval_key,
         pad_multiple=config.data.pad_multiple)
 
   def save(step):
@@ -224,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         valid = run_eval("valid")
       last_valid = valid
       writer.write_scalars(step, {f"valid/{k}": v for k, v in valid.items()
-                                  if isinstance(v, float)})
+                                  if isinstance(v, (int, float))})
     if do_ckpt:
       with report.timed("checkpoint"):
         save(step)
@@ -240,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     results["valid"] = last_valid or run_eval("valid")
     results["test"] = run_eval("test")
     writer.write_scalars(final_step, {f"test/{k}": v for k, v in results["test"].items()
-                                      if isinstance(v, float)})
+                                      if isinstance(v, (int, float))})
     params = steps.unreplicate(state).params
     write_samples(model, params, vocab, splits, config, sample_key, workdir)
     if jax.process_index() == 0:
@@ -253,6 +254,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.flush()
   ckpt.close()
   logging.info("Final metrics: %s", json.dumps(
-      {s: {k: v for k, v in m.items() if k != "kl_per_dim"} if isinstance(m, dict) else m
+      {s: {k: v for k, v in m.items() if not isinstance(v, list)} if isinstance(m, dict) else m
        for s, m in results.items()}))
   return results

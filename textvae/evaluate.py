@@ -1,0 +1,79 @@
+"""Evaluates a workdir's checkpoint on a split: IW-NLL, ELBO, KL, MI, AU, PPL.
+
+  python -m textvae.evaluate --workdir=W [--split=test] [--num_importance_samples=500]
+
+Restores the latest (or --step) checkpoint with the workdir's config and
+vocabulary, prints one JSON object as the last line of output and writes it to
+W/eval_<split>.json. Works for VAE and LM workdirs alike (for an LM, kl, mi and
+au are 0 and iw_nll is the exact NLL). Definitions: ARCHITECTURE.md and
+textvae/evaluation.py (nats per sentence; PPL per token with </s> counted).
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+
+from textvae import evaluation
+from textvae import restore
+from textvae import steps
+from textvae.data import pipeline
+from textvae.data import sources
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A textvae training workdir.")
+_SPLIT = flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Split to evaluate.")
+_K = flags.DEFINE_integer("num_importance_samples", 500, "K for the IW-NLL estimate.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Sentences per batch (global).")
+_CHUNK = flags.DEFINE_integer("chunk_size", 50, "Importance samples decoded at once.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
+_SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Override config.data.source_dir "
+                                  "(the corpus moved).")
+flags.mark_flag_as_required("workdir")
+
+KEYS = ("iw_nll", "elbo", "recon", "kl", "mi", "au", "ppl", "ppl_elbo", "num_sentences",
+        "num_tokens", "num_importance_samples", "seconds")
+
+
+def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch_size=32,
+                     chunk_size=50, seed=0, source_dir=None) -> dict:
+  trained = restore.load(workdir, step)
+  config = trained.config
+  if source_dir is not None:
+    config.data.source_dir = source_dir
+  corpus = sources.load_splits(config.data, splits=(split,))[split]
+  encoded = pipeline.encode(split, corpus.sentences, trained.vocab, config.data.max_length,
+                            corpus.factors)
+  batch_size = max(batch_size // jax.device_count(), 1) * jax.device_count()
+  result = evaluation.evaluate_split(
+      trained.model, steps.replicate(trained.params), encoded, num_samples=num_samples,
+      batch_size=batch_size, key=jax.random.key(seed), chunk_size=chunk_size,
+      pad_multiple=config.data.pad_multiple)
+  out = {k: result[k] for k in KEYS}
+  out.update(split=split, step=trained.step, model=config.model.kind,
+             kl_per_dim=result["kl_per_dim"], seed=seed)
+  if jax.process_index() == 0:
+    path = os.path.join(trained.workdir, f"eval_{split}.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+      json.dump(out, f, indent=2)
+    os.replace(path + ".tmp", path)
+    logging.info("Wrote %s", path)
+  return out
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  out = evaluate_workdir(_WORKDIR.value, split=_SPLIT.value, num_samples=_K.value,
+                         step=_STEP.value, batch_size=_BATCH.value, chunk_size=_CHUNK.value,
+                         seed=_SEED.value, source_dir=_SOURCE_DIR.value)
+  sys.stdout.write(json.dumps({k: out[k] for k in KEYS}) + "\n")
+  sys.stdout.flush()
+
+
+if __name__ == "__main__":
+  app.run(main)
