@@ -1,14 +1,17 @@
 """Evaluation by the definitions of ARCHITECTURE.md: IW-NLL, ELBO, KL, MI, AU, PPL.
 
-The kernel (`sentence_stats`) is pure and per device: for each sentence of a
-batch it returns the importance-weighted log-likelihood estimate
+The kernels (`posterior_stats`, `importance_chunk`) are pure and per device;
+together they give, for each sentence of a batch, the importance-weighted
+log-likelihood estimate
 
     log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K,
 
 the Monte-Carlo reconstruction term E_q[-log p(x|z)] over the same K samples,
 the analytic KL and the posterior (mu, logvar). Samples are drawn in chunks of
-`chunk_size` (a `lax.scan`), so memory is bounded by chunk_size x batch x T x V
-whatever K is; each chunk decodes chunk_size x B sentences in one batched call.
+`chunk_size`, so memory is bounded by chunk_size x batch x T x V whatever K is;
+each chunk decodes chunk_size x B sentences in one batched call, with the
+embeddings' input projection computed once per sentence. Chunks are dispatched
+asynchronously and reduced (logsumexp in float64) on the host.
 Noise is folded from the sentence's global row index (as in training), so the
 numbers do not depend on the device count.
 
@@ -44,58 +47,55 @@ def _gaussian_logpdf(x, mu, logvar):
   return -0.5 * jnp.sum(LOG_2PI + logvar + jnp.square(x - mu) * jnp.exp(-logvar), axis=-1)
 
 
-def sentence_stats(params, batch, key, batch_index, *, model, num_samples: int,
-                   chunk_size: int):
-  """Per-sentence evaluation of one batch on one device (call inside pmap)."""
+def posterior_stats(params, batch, *, model):
+  """Per sentence: posterior, analytic KL, token count; for a language model
+  (latent_dim 0) also the exact log-likelihood (no sampling needed)."""
   tokens, inputs = batch["tokens_BxT"], batch["inputs_BxT"]
   variables = {"params": params}
-  B, T = tokens.shape
   mask = objectives.token_mask(tokens)
   mu, logvar = model.apply(variables, tokens, method="encode")
-  Z = mu.shape[-1]
   kl_BxZ = objectives.gaussian_kl_per_dim(mu, logvar)
   out = {"kl_BxZ": kl_BxZ, "kl_B": jnp.sum(kl_BxZ, -1), "mu_BxZ": mu, "logvar_BxZ": logvar,
          "num_tokens_B": jnp.sum(mask, -1), "weights_B": batch["weights_B"]}
-  if Z == 0:  # language model: exact likelihood, no sampling
-    nll = model.apply(variables, tokens, inputs, jnp.zeros((B, 0)), method="decode_nll")
-    recon = jnp.sum(nll * mask, -1)
-    out.update(log_px_B=-recon, recon_B=recon)
-    return out
-
-  row_keys = models.row_keys(jax.random.fold_in(key, batch_index),
-                             steps.global_row_ids(B))
-  C = chunk_size
-  tokens_CB = jnp.broadcast_to(tokens, (C, B, T)).reshape(C * B, T)
-  inputs_CB = jnp.broadcast_to(inputs, (C, B, T)).reshape(C * B, T)
-  mask_CB = jnp.broadcast_to(mask, (C, B, T)).reshape(C * B, T)
-  std = jnp.exp(0.5 * logvar)
-
-  def chunk(_, c):
-    eps_BxCxZ = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, c), (C, Z)))(row_keys)
-    z_CxBxZ = mu[None] + std[None] * jnp.swapaxes(eps_BxCxZ, 0, 1)
-    nll = model.apply(variables, tokens_CB, inputs_CB, z_CxBxZ.reshape(C * B, Z),
+  if mu.shape[-1] == 0:
+    nll = model.apply(variables, tokens, inputs, jnp.zeros((tokens.shape[0], 0)),
                       method="decode_nll")
-    log_pxz = -jnp.sum(nll * mask_CB, -1).reshape(C, B)
-    log_pz = _gaussian_logpdf(z_CxBxZ, 0.0, jnp.zeros_like(z_CxBxZ))
-    log_qz = _gaussian_logpdf(z_CxBxZ, mu[None], logvar[None])
-    return None, (log_pxz + log_pz - log_qz, log_pxz)
-
-  _, (log_w, log_pxz) = lax.scan(chunk, None, jnp.arange(num_samples // C))
-  log_w = log_w.reshape(-1, B)
-  out.update(log_px_B=jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0]),
-             recon_B=-jnp.mean(log_pxz.reshape(-1, B), axis=0))
+    out["log_pxz_B"] = -jnp.sum(nll * mask, -1)
   return out
 
 
+def importance_chunk(params, batch, mu_BxZ, logvar_BxZ, key, batch_index, chunk_index, *,
+                     model, chunk_size: int):
+  """log w = log p(x|z) + log p(z) - log q(z|x) and log p(x|z) for `chunk_size`
+  samples z ~ q(z|x) per sentence: two [C, B] arrays. Sample c of chunk j of a
+  sentence uses fold_in(fold_in(fold_in(key, batch_index), global row), j)."""
+  tokens, inputs = batch["tokens_BxT"], batch["inputs_BxT"]
+  B = tokens.shape[0]
+  Z = mu_BxZ.shape[-1]
+  C = chunk_size
+  row_keys = models.row_keys(jax.random.fold_in(key, batch_index), steps.global_row_ids(B))
+  eps = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, chunk_index), (C, Z)))(row_keys)
+  z_CxBxZ = mu_BxZ[None] + jnp.exp(0.5 * logvar_BxZ)[None] * jnp.swapaxes(eps, 0, 1)
+  nll_CxBxT = model.apply({"params": params}, tokens, inputs, z_CxBxZ,
+                          method="decode_nll_samples")
+  log_pxz = -jnp.sum(nll_CxBxT * objectives.token_mask(tokens)[None], -1)
+  log_pz = _gaussian_logpdf(z_CxBxZ, 0.0, jnp.zeros_like(z_CxBxZ))
+  log_qz = _gaussian_logpdf(z_CxBxZ, mu_BxZ[None], logvar_BxZ[None])
+  return log_pxz + log_pz - log_qz, log_pxz
+
+
 @functools.lru_cache(maxsize=16)
-def pmapped_stats(model, num_samples: int, chunk_size: int, devices=None):
-  """The kernel jitted and mapped over `devices` (default: all local devices),
-  cached per model, K and device set."""
-  return jax.pmap(
-      functools.partial(sentence_stats, model=model, num_samples=num_samples,
-                        chunk_size=chunk_size),
-      axis_name=steps.AXIS, in_axes=(0, 0, None, None),
-      devices=list(devices) if devices else None)
+def pmapped_kernels(model, chunk_size: int, devices=None):
+  """Both kernels jitted and mapped over `devices` (default: all local devices).
+  K is not part of the compiled function: a batch runs K / chunk_size chunks,
+  so one compilation per batch shape serves every K."""
+  devices = list(devices) if devices else None
+  post = jax.pmap(functools.partial(posterior_stats, model=model), axis_name=steps.AXIS,
+                  devices=devices)
+  chunk = jax.pmap(functools.partial(importance_chunk, model=model, chunk_size=chunk_size),
+                   axis_name=steps.AXIS, in_axes=(0, 0, 0, 0, None, None, None),
+                   devices=devices)
+  return post, chunk
 
 
 def choose_chunk(num_samples: int, chunk_size: int) -> int:
@@ -119,15 +119,22 @@ def collect(model, params_repl, split: pipeline.EncodedSplit, *, num_samples: in
     if batch_size % num_local:
       raise ValueError(f"eval batch_size={batch_size} does not split over {num_local} devices")
   chunk = choose_chunk(num_samples, chunk_size)
-  fn = pmapped_stats(model, num_samples, chunk, tuple(devices) if devices else None)
+  post_fn, chunk_fn = pmapped_kernels(model, chunk, tuple(devices) if devices else None)
   pieces = []
   for i, batch in enumerate(pipeline.eval_batches(
       split, global_batch_size=batch_size, process_index=jax.process_index(),
       process_count=jax.process_count(), pad_multiple=pad_multiple)):
     sharded = jax.tree_util.tree_map(
         lambda x: np.reshape(x, (num_local, -1) + x.shape[1:]), batch)
-    pieces.append(fn(params_repl, sharded, key, i))
-  pieces = jax.device_get(pieces)
+    post = post_fn(params_repl, sharded)
+    if "log_pxz_B" not in post:
+      # Dispatched asynchronously; fetched once at the end.
+      chunks = [chunk_fn(params_repl, sharded, post["mu_BxZ"], post["logvar_BxZ"], key, i, j)
+                for j in range(num_samples // chunk)]
+      post["log_w_KxB"] = [c[0] for c in chunks]
+      post["log_pxz_KxB"] = [c[1] for c in chunks]
+    pieces.append(post)
+  pieces = [_reduce_samples(p) for p in jax.device_get(pieces)]
   merged = {k: np.concatenate([p[k].reshape((p[k].shape[0] * p[k].shape[1],) + p[k].shape[2:])
                               for p in pieces])
             for k in pieces[0]}
@@ -138,6 +145,21 @@ def collect(model, params_repl, split: pipeline.EncodedSplit, *, num_samples: in
     gathered = multihost_utils.process_allgather(merged, tiled=False)
     merged = {k: np.concatenate(list(v)) for k, v in gathered.items()}
   return merged
+
+
+def _reduce_samples(piece):
+  """Host side, float64: [D, C, b] chunks -> per-sentence log p(x) and
+  E_q[-log p(x|z)] as [D, b]; for an LM, the exact values."""
+  if "log_pxz_B" in piece:
+    exact = np.asarray(piece.pop("log_pxz_B"), np.float64)
+    piece["log_px_B"], piece["recon_B"] = exact, -exact
+    return piece
+  log_w = np.concatenate([np.asarray(c, np.float64) for c in piece.pop("log_w_KxB")], axis=1)
+  log_pxz = np.concatenate([np.asarray(c, np.float64) for c in piece.pop("log_pxz_KxB")], axis=1)
+  m = log_w.max(axis=1, keepdims=True)
+  piece["log_px_B"] = (m[:, 0] + np.log(np.exp(log_w - m).sum(axis=1))) - math.log(log_w.shape[1])
+  piece["recon_B"] = -log_pxz.mean(axis=1)
+  return piece
 
 
 def mutual_information(mu_NxZ, logvar_NxZ, key, *, samples_per_sentence: int = 5,

@@ -55,9 +55,13 @@ class GRU(nn.Module):
     xproj = self.project(x_BxTxD)
     if extra_proj_Bx3H is not None:
       xproj = xproj + extra_proj_Bx3H[:, None, :]
-    xproj_TxBx3H = jnp.swapaxes(xproj, 0, 1)
+    return self.run(xproj, h0_BxH, mask_BxT)
+
+  def run(self, xproj_BxTx3H: Array, h0_BxH: Array, mask_BxT: Array | None = None):
+    """The recurrence alone, over precomputed input projections."""
+    xproj_TxBx3H = jnp.swapaxes(xproj_BxTx3H, 0, 1)
     if mask_BxT is None:
-      mask_BxT = jnp.ones(x_BxTxD.shape[:2], bool)
+      mask_BxT = jnp.ones(xproj_BxTx3H.shape[:2], bool)
     mask_TxB = jnp.swapaxes(mask_BxT, 0, 1)
 
     def step(h, inputs):
@@ -85,6 +89,30 @@ def row_normal(key, row_ids_B, dim: int):
 
 def row_bernoulli(key, row_ids_B, p: float, length: int):
   return jax.vmap(lambda k: jax.random.bernoulli(k, p, (length,)))(row_keys(key, row_ids_B))
+
+
+def output_nll(h_NxH: Array, kernel_VxH: Array, bias_V: Array, targets_N: Array) -> Array:
+  """-log softmax(h W^T + b)[target] = logsumexp(logits) - target logit, the
+  target logit from the gathered row of W (no indexing into the logits)."""
+  logits = h_NxH @ kernel_VxH.T + bias_V
+  target_logit = jnp.sum(h_NxH * jnp.take(kernel_VxH, targets_N, axis=0), -1) + bias_V[targets_N]
+  return jax.nn.logsumexp(logits, axis=-1) - target_logit
+
+
+def blocked_output_nll(h_NxH, kernel_VxH, bias_V, targets_N, block_rows: int = 1024):
+  """`output_nll` over blocks of `block_rows` rows (`lax.map`), so that each
+  block's N x V logits stay small enough for the caches. Measured on the
+  2-core CPU for 35,200 rows x V=10,002: 3.2 s in one piece, 1.15 s in blocks
+  of 1,024 (the matmul alone, unblocked, took 1.6 s)."""
+  N, H = h_NxH.shape
+  if N <= block_rows:
+    return output_nll(h_NxH, kernel_VxH, bias_V, targets_N)
+  nb = -(-N // block_rows)
+  pad = nb * block_rows - N
+  h = jnp.pad(h_NxH, ((0, pad), (0, 0))).reshape(nb, block_rows, H)
+  t = jnp.pad(targets_N, (0, pad)).reshape(nb, block_rows)
+  out = jax.lax.map(lambda ht: output_nll(ht[0], kernel_VxH, bias_V, ht[1]), (h, t))
+  return out.reshape(-1)[:N]
 
 
 def _stacked_orthogonal(n: int):
@@ -180,6 +208,26 @@ class GRUDecoder(nn.Module):
                             row_ids_B=row_ids_B)
     return self.token_nll(hs, targets_BxT)
 
+  def nll_for_samples(self, inputs_BxT: Array, targets_BxT: Array, z_CxBxZ: Array) -> Array:
+    """Per-token NLL [C, B, T] of every sentence under each of C latent samples.
+
+    The embeddings' input projection is computed once per sentence, not once
+    per sample; only z's share (initial state and latent projection) and the
+    recurrence run C times (importance sampling).
+    """
+    C, B, _ = z_CxBxZ.shape
+    T = inputs_BxT.shape[1]
+    H = self.hidden_dim
+    xproj = self.gru.project(self.embed(inputs_BxT))  # [B, T, 3H]
+    xproj = xproj[None] + self.latent_proj(z_CxBxZ)[:, :, None, :]
+    h0 = jnp.tanh(self.init_state(z_CxBxZ)).reshape(C * B, H)
+    mask = jnp.broadcast_to(inputs_BxT != PAD_ID, (C, B, T)).reshape(C * B, T)
+    hs, _ = self.gru.run(xproj.reshape(C * B, T, 3 * H), h0, mask)
+    targets = jnp.broadcast_to(targets_BxT, (C, B, T)).reshape(C * B * T)
+    nll = blocked_output_nll(hs.reshape(C * B * T, H), self.output_kernel, self.output_bias,
+                             targets)
+    return nll.reshape(C, B, T)
+
   def step(self, h_BxH: Array, token_B: Array, z_BxZ: Array | None):
     """One decoding step: the new state and the logits [B, V] of the next token."""
     xp = self.gru.project(self.embed(token_B))
@@ -227,6 +275,10 @@ class TextVAE(nn.Module):
   def decode_nll(self, tokens_BxT, inputs_BxT, z_BxZ):
     """-log p(x_t | x_<t, z) per token for a given z (evaluation)."""
     return self.decoder(inputs_BxT, tokens_BxT, z_BxZ, deterministic=True)
+
+  def decode_nll_samples(self, tokens_BxT, inputs_BxT, z_CxBxZ):
+    """-log p(x_t | x_<t, z_c) per token for C samples per sentence: [C, B, T]."""
+    return self.decoder.nll_for_samples(inputs_BxT, tokens_BxT, z_CxBxZ)
 
   def decode_init(self, z_BxZ):
     return self.decoder.initial_state(z_BxZ, z_BxZ.shape[0])
