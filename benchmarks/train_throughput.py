@@ -1,0 +1,87 @@
+"""Training throughput of the pmapped train step on real batches.
+
+  python benchmarks/train_throughput.py --config=configs/ptb.py:svae \
+      --data_dir=../shared/data/ptb --steps=200
+
+Builds the config's data pipeline (length-bucketed grain batches, as in
+training), compiles the step for every batch shape that the measured steps will
+see, then times `--steps` steps, input pipeline included, with one host sync at
+the end. Prints one JSON object as its last line: tokens_per_s (real tokens,
+</s> counted, padding excluded), step_ms, compile_s, peak_rss_mb.
+"""
+
+import json
+import resource
+import sys
+import time
+
+from absl import app
+from absl import flags
+import jax
+from ml_collections import config_flags
+
+from textvae import models
+from textvae import parallel
+from textvae import steps
+from textvae.data import pipeline
+from textvae.data import sources
+from textvae.data import vocab as vocab_lib
+
+config_flags.DEFINE_config_file("config", None, "Training config.", lock_config=True)
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus folder (config.data.source_dir).")
+_STEPS = flags.DEFINE_integer("steps", 200, "Steps measured after compilation.")
+_SKIP = flags.DEFINE_integer("skip", 0, "Batches skipped before measuring.")
+flags.mark_flag_as_required("config")
+
+
+def main(argv):
+  del argv
+  config = flags.FLAGS.config
+  if _DATA_DIR.value:
+    config.data.source_dir = _DATA_DIR.value
+  corpus = sources.load_splits(config.data, splits=("train",))["train"]
+  vocab = vocab_lib.Vocabulary.build(corpus.sentences, max_size=config.data.vocab_size,
+                                     min_count=config.data.min_count)
+  split = pipeline.encode("train", corpus.sentences, vocab, config.data.max_length)
+  make_iter = lambda: iter(pipeline.train_dataset(
+      split, global_batch_size=config.train.batch_size, seed=config.seed,
+      pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches))
+  model = models.create_model(config.model, len(vocab))
+  init_key, train_key = jax.random.split(jax.random.key(config.seed))
+  state = steps.replicate(steps.create_train_state(model, init_key, config.train))
+  p_step = steps.pmap_train_step(config.train.kl_schedule)
+
+  # Compile once per batch shape the measured window will use.
+  it = make_iter()
+  for _ in range(_SKIP.value):
+    next(it)
+  measured = [next(it) for _ in range(_STEPS.value)]
+  shapes = {}
+  for b in measured:
+    shapes.setdefault(b["tokens_BxT"].shape, b)
+  start = time.time()
+  for b in shapes.values():
+    state, metrics = p_step(state, parallel.shard(b), train_key)
+  jax.block_until_ready(metrics)
+  compile_s = time.time() - start
+  tokens = sum(int((b["tokens_BxT"] != 0).sum()) for b in measured)
+  del measured
+
+  it = make_iter()
+  for _ in range(_SKIP.value):
+    next(it)
+  start = time.time()
+  for _ in range(_STEPS.value):
+    state, metrics = p_step(state, parallel.shard(next(it)), train_key)
+  jax.block_until_ready((state, metrics))
+  seconds = time.time() - start
+  out = {"tokens_per_s": tokens / seconds, "step_ms": 1e3 * seconds / _STEPS.value,
+         "compile_s": compile_s, "num_shapes": len(shapes),
+         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+         "steps": _STEPS.value, "tokens": tokens, "devices": jax.device_count(),
+         "platform": jax.devices()[0].platform, "jax": jax.__version__}
+  sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
