@@ -24,8 +24,11 @@ setuptools.setup(
         "clu",
         "tensorboardX",  # TensorBoard event files without TensorFlow (see metric_writers.py)
         "numpy",
+        "sacrebleu>=2",  # reconstruction BLEU (textvae/reconstruction.py)
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist"],
+        "test": ["pytest>=8", "pytest-xdist",
+                 # notebooks/analysis.ipynb, run headless by tests/test_notebook.py
+                 "nbclient", "nbformat", "ipykernel", "matplotlib"],
     },
 )

@@ -1,42 +1,323 @@
-"""Batched, jitted decoding: greedy and ancestral sampling with temperature.
+"""Batched, jitted decoding and the latent-space operations built on it.
 
-Decoding runs `lax.scan` for `max_length` steps; a row that has produced <eos>
-emits <pad> afterwards.
+Strategies (`generate(..., strategy=)`), all for a batch of latent codes z [B, Z]
+(the RNNLM takes z of shape [B, 0] and decodes unconditionally):
+  greedy   argmax at every step
+  sample   ancestral sampling from softmax(logits / temperature)
+  top_k    sampling among the `top_k` most likely tokens (Fan et al. 2018)
+  top_p    nucleus sampling: the smallest set of most likely tokens whose
+           probability reaches `top_p` (Holtzman et al. 2020)
+  beam     beam search with `beam_size` beams and length normalisation
+           score / length ** length_penalty
+
+Every strategy runs in one `lax.while_loop` of at most `max_length` steps that
+ends as soon as every row has produced <eos> (`</s>`). The output is always
+[B, max_length] token ids: the words, <eos>, then <pad>; a row that reaches
+`max_length` without <eos> is cut there. <pad> and <bos> are never generated.
+
+Random draws use one key per row, `fold_in(fold_in(key, row_id), t)`, so a
+sentence's sample does not depend on the other rows of its batch (`row_ids`
+defaults to 0..B-1; pass the same ids to reproduce rows one by one).
+
+Beam search keeps one pool of `beam_size` hypotheses per row. At each step the
+alive ones are extended by every token, the finished ones are carried forward
+unchanged, and the pool keeps the `beam_size` best by normalised score (alive:
+log p / t ** alpha, finished: log p / length ** alpha; the length counts </s>).
+It stops when every hypothesis in every pool has finished. A beam of 1 is
+therefore exactly greedy decoding, whatever the length penalty; with alpha = 0
+it is the classic beam search whose pool holds the `beam_size` most likely
+prefixes.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from textvae.data import pipeline
 from textvae.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
+STRATEGIES = ("greedy", "sample", "top_k", "top_p", "beam")
+_NEG_INF = -1e30
 
-@functools.partial(jax.jit, static_argnames=("model", "max_length", "temperature"))
-def decode(model, params, z_BxZ, key, *, max_length: int, temperature: float = 0.0):
-  """Token ids [B, max_length] decoded from z; temperature 0 means greedy."""
-  variables = {"params": params}
+
+def _variables(params) -> dict:
+  """`model.apply` variables: a parameter tree becomes {'params': tree}; a
+  dict already holding a 'params' collection (with e.g. BN-VAE 'batch_stats')
+  is passed through (the same rule as `models.as_variables`)."""
+  if hasattr(params, "keys") and "params" in params.keys():
+    return params
+  return {"params": params}
+
+
+def _mask_specials(logits):
+  """<pad> and <bos> are never generated."""
+  return logits.at[..., PAD_ID].set(_NEG_INF).at[..., BOS_ID].set(_NEG_INF)
+
+
+def filter_logits(logits_BxV, strategy: str, top_k, top_p):
+  """Logits with the tokens a strategy may not draw set to -1e30.
+
+  top_k: keeps the k largest (ties at the k-th value all kept).
+  top_p: keeps the most likely tokens until their probability reaches p (the
+  most likely one always).
+  """
+  if strategy == "top_k":
+    sorted_desc = -jnp.sort(-logits_BxV, axis=-1)
+    k = jnp.clip(jnp.asarray(top_k, jnp.int32), 1, logits_BxV.shape[-1])
+    kth = jnp.take(sorted_desc, k - 1, axis=-1)[:, None]
+    return jnp.where(logits_BxV >= kth, logits_BxV, _NEG_INF)
+  if strategy == "top_p":
+    sorted_desc = -jnp.sort(-logits_BxV, axis=-1)
+    probs = jax.nn.softmax(sorted_desc, axis=-1)
+    before = jnp.cumsum(probs, axis=-1) - probs  # mass of the strictly more likely tokens
+    keep_sorted = before < top_p
+    keep_sorted = keep_sorted.at[:, 0].set(True)
+    # The smallest kept logit is the threshold.
+    threshold = jnp.min(jnp.where(keep_sorted, sorted_desc, jnp.inf), axis=-1, keepdims=True)
+    return jnp.where(logits_BxV >= threshold, logits_BxV, _NEG_INF)
+  return logits_BxV
+
+
+def _row_keys(key, row_ids_B):
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, row_ids_B)
+
+
+_SAMPLING = ("greedy", "sample", "top_k", "top_p")  # one compiled loop serves all four
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_length"))
+def _sample_loop(model, params, z_BxZ, key, row_ids_B, strategy_id, temperature, top_k,
+                 top_p, *, max_length: int):
+  variables = _variables(params)
   B = z_BxZ.shape[0]
   h0 = model.apply(variables, z_BxZ, method="decode_init")
+  row_keys = _row_keys(key, row_ids_B)
 
-  def body(carry, t):
-    h, token, done = carry
+  def draw(logits, t, strategy):
+    logits = filter_logits(logits / temperature, strategy, top_k, top_p)
+    step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(row_keys, t)
+    return jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
+
+  def choose(logits, t):
+    logits = _mask_specials(logits.astype(jnp.float32))
+    # lax.switch runs only the chosen branch (no sort for greedy or plain sampling).
+    branches = [lambda l, t: jnp.argmax(l, axis=-1).astype(jnp.int32)]
+    branches += [functools.partial(draw, strategy=s) for s in _SAMPLING[1:]]
+    return jax.lax.switch(strategy_id, branches, logits, t)
+
+  def cond(carry):
+    t, _, _, done, _ = carry
+    return (t < max_length) & ~jnp.all(done)
+
+  def body(carry):
+    t, h, token, done, out = carry
     h, logits = model.apply(variables, h, token, z_BxZ, method="decode_step")
-    if temperature > 0:
-      nxt = jax.random.categorical(jax.random.fold_in(key, t), logits / temperature)
-    else:
-      nxt = jnp.argmax(logits, axis=-1)
-    nxt = jnp.where(done, PAD_ID, nxt).astype(jnp.int32)
-    return (h, nxt, done | (nxt == EOS_ID)), nxt
+    nxt = choose(logits, t).astype(jnp.int32)
+    nxt = jnp.where(done, PAD_ID, nxt)
+    out = jax.lax.dynamic_update_slice(out, nxt[:, None], (0, t))
+    return t + 1, h, nxt, done | (nxt == EOS_ID), out
 
-  start = (h0, jnp.full((B,), BOS_ID, jnp.int32), jnp.zeros((B,), bool))
-  _, tokens_LxB = jax.lax.scan(body, start, jnp.arange(max_length))
-  return tokens_LxB.T
+  start = (jnp.int32(0), h0, jnp.full((B,), BOS_ID, jnp.int32), jnp.zeros((B,), bool),
+           jnp.full((B, max_length), PAD_ID, jnp.int32))
+  return jax.lax.while_loop(cond, body, start)[-1]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_length", "beam_size"))
+def _beam_search(model, params, z_BxZ, length_penalty, *, max_length: int, beam_size: int):
+  """Returns (tokens [B, K, L], normalised scores [B, K], log probs [B, K]),
+  hypotheses sorted best first."""
+  variables = _variables(params)
+  B, K, L = z_BxZ.shape[0], beam_size, max_length
+  z_NxZ = jnp.repeat(z_BxZ, K, axis=0)  # N = B * K, row b*K + k
+  h0 = model.apply(variables, z_NxZ, method="decode_init")
+  H = h0.shape[-1]
+  alpha = jnp.asarray(length_penalty, jnp.float32)
+
+  def norm(logp, length):
+    return logp / jnp.maximum(length, 1).astype(jnp.float32) ** alpha
+
+  def cond(carry):
+    t, _, _, _, _, finished, _ = carry
+    return (t < L) & ~jnp.all(finished)
+
+  def body(carry):
+    t, h, token, seqs, logp, finished, lengths = carry
+    h_new, logits = model.apply(variables, h, token.reshape(B * K), z_NxZ,
+                                method="decode_step")
+    logits = _mask_specials(logits.astype(jnp.float32))
+    V = logits.shape[-1]
+    step_logp = jax.nn.log_softmax(logits, axis=-1).reshape(B, K, V)
+    # A finished hypothesis continues only with <pad>, at no cost.
+    carry_on = jnp.full((V,), _NEG_INF).at[PAD_ID].set(0.0)
+    step_logp = jnp.where(finished[:, :, None], carry_on, step_logp)
+    cand_logp = logp[:, :, None] + step_logp  # [B, K, V]
+    cand_len = jnp.where(finished, lengths, t + 1)[:, :, None]
+    cand_score = jnp.where(cand_logp <= _NEG_INF / 2, _NEG_INF,
+                           norm(cand_logp, cand_len))
+    _, flat = jax.lax.top_k(cand_score.reshape(B, K * V), K)
+    src, tok = flat // V, (flat % V).astype(jnp.int32)
+    take = lambda x: jnp.take_along_axis(x, src.reshape(B, K, *([1] * (x.ndim - 2))), axis=1)
+    new_logp = jnp.take_along_axis(cand_logp.reshape(B, K * V), flat, axis=1)
+    was_finished = take(finished)
+    new_seqs = take(seqs)
+    new_seqs = jax.lax.dynamic_update_slice(new_seqs, tok[:, :, None], (0, 0, t))
+    new_lengths = jnp.where(was_finished, take(lengths), t + 1)
+    new_finished = was_finished | (tok == EOS_ID)
+    new_h = take(h_new.reshape(B, K, H)).reshape(B * K, H)
+    return t + 1, new_h, tok, new_seqs, new_logp, new_finished, new_lengths
+
+  logp0 = jnp.full((B, K), _NEG_INF).at[:, 0].set(0.0)  # one live hypothesis to start
+  start = (jnp.int32(0), h0, jnp.full((B, K), BOS_ID, jnp.int32),
+           jnp.full((B, K, L), PAD_ID, jnp.int32), logp0, jnp.zeros((B, K), bool),
+           jnp.zeros((B, K), jnp.int32))
+  t, _, _, seqs, logp, finished, lengths = jax.lax.while_loop(cond, body, start)
+  # Hypotheses cut at max_length count all their tokens.
+  lengths = jnp.where(finished, lengths, t)
+  score = jnp.where(logp <= _NEG_INF / 2, _NEG_INF, norm(logp, lengths))
+  order = jnp.argsort(-score, axis=1)
+  seqs = jnp.take_along_axis(seqs, order[:, :, None], axis=1)
+  return seqs, jnp.take_along_axis(score, order, 1), jnp.take_along_axis(logp, order, 1)
+
+
+def generate(model, params, z_BxZ, key=None, *, max_length: int, strategy: str = "greedy",
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             beam_size: int = 4, length_penalty: float = 1.0, row_ids=None):
+  """Token ids [B, max_length] decoded from z with `strategy` (see the module doc).
+
+  `key` is needed by the sampling strategies only. `temperature` applies to
+  sample, top_k and top_p; it must be > 0 (use greedy for the limit 0).
+  """
+  if strategy not in STRATEGIES:
+    raise ValueError(f"strategy={strategy!r}: expected one of {STRATEGIES}")
+  if max_length < 1:
+    raise ValueError(f"max_length={max_length}: must be at least 1")
+  z_BxZ = jnp.asarray(z_BxZ, jnp.float32)
+  if strategy == "beam":
+    if beam_size < 1:
+      raise ValueError(f"beam_size={beam_size}: must be at least 1")
+    seqs, _, _ = _beam_search(model, params, z_BxZ, length_penalty,
+                              max_length=max_length, beam_size=beam_size)
+    return seqs[:, 0]
+  if strategy != "greedy":
+    if key is None:
+      raise ValueError(f"strategy={strategy!r} draws at random: pass a key")
+    if not temperature > 0:
+      raise ValueError(f"temperature={temperature}: must be > 0 (greedy is the limit 0)")
+    if strategy == "top_k" and top_k < 1:
+      raise ValueError(f"top_k={top_k}: must be at least 1")
+    if strategy == "top_p" and not 0 < top_p <= 1:
+      raise ValueError(f"top_p={top_p}: must be in (0, 1]")
+  if key is None:
+    key = jax.random.key(0)
+  B = z_BxZ.shape[0]
+  row_ids = jnp.arange(B, dtype=jnp.int32) if row_ids is None else jnp.asarray(row_ids, jnp.int32)
+  return _sample_loop(model, params, z_BxZ, key, row_ids, jnp.int32(_SAMPLING.index(strategy)),
+                      jnp.float32(temperature if strategy != "greedy" else 1.0),
+                      jnp.int32(max(top_k, 1)), jnp.float32(top_p), max_length=max_length)
+
+
+def beam_search(model, params, z_BxZ, *, max_length: int, beam_size: int,
+                length_penalty: float = 1.0):
+  """All hypotheses: (tokens [B, K, L], normalised scores [B, K], log p [B, K]),
+  best first."""
+  return _beam_search(model, params, jnp.asarray(z_BxZ, jnp.float32), length_penalty,
+                      max_length=max_length, beam_size=beam_size)
+
+
+def decode(model, params, z_BxZ, key, *, max_length: int, temperature: float = 0.0):
+  """Token ids [B, max_length] decoded from z; temperature 0 means greedy,
+  otherwise ancestral sampling at that temperature."""
+  if temperature > 0:
+    return generate(model, params, z_BxZ, key, max_length=max_length, strategy="sample",
+                    temperature=temperature)
+  return generate(model, params, z_BxZ, key, max_length=max_length, strategy="greedy")
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def posterior(model, params, tokens_BxT):
+  """(mu, logvar) of q(z|x), each [B, Z] (Z = 0 for the RNNLM)."""
+  return model.apply(_variables(params), tokens_BxT, method="encode")
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def posterior_mean(model, params, tokens_BxT):
-  mu, _ = model.apply({"params": params}, tokens_BxT, method="encode")
+  mu, _ = model.apply(_variables(params), tokens_BxT, method="encode")
   return mu
+
+
+def latent_dim(model) -> int:
+  return int(getattr(model, "latent_dim", 0) or 0)
+
+
+def pad_batch(rows: Sequence[np.ndarray]) -> np.ndarray:
+  """Token rows (words then <eos>) padded into one [B, T] array."""
+  return pipeline.collate(list(rows), np.ones(len(rows)))["tokens_BxT"]
+
+
+def posterior_stats(model, params, split, *, batch_size: int = 256):
+  """(mu, logvar) as numpy [N, Z] for every sentence of an `EncodedSplit` (in
+  its order). Batches are taken in length order and padded to their longest
+  row; the last one is filled with 1-token rows so that shapes repeat."""
+  n = len(split)
+  Z = latent_dim(model)
+  mu = np.zeros((n, Z), np.float32)
+  logvar = np.zeros((n, Z), np.float32)
+  order = np.argsort(split.lengths, kind="stable")
+  for start in range(0, n, batch_size):
+    idx = order[start:start + batch_size]
+    rows = [split.tokens[i] for i in idx]
+    rows += [np.asarray([EOS_ID], np.int32)] * (batch_size - len(rows))
+    m, lv = posterior(model, params, pad_batch(rows))
+    mu[idx] = np.asarray(m)[:len(idx)]
+    logvar[idx] = np.asarray(lv)[:len(idx)]
+  return mu, logvar
+
+
+def prior_sample(model, params, key, num: int, *, max_length: int, **generate_kwargs):
+  """(z [num, Z] ~ N(0, I), tokens [num, max_length]); for the RNNLM z is [num, 0]."""
+  z_key, decode_key = jax.random.split(key)
+  z = jax.random.normal(z_key, (num, latent_dim(model)))
+  return z, generate(model, params, z, decode_key, max_length=max_length, **generate_kwargs)
+
+
+def reconstruct(model, params, tokens_BxT, key, *, max_length: int, use_mean: bool = True,
+                **generate_kwargs):
+  """(z, tokens) decoded from q(z|x): its mean, or one sample when not use_mean."""
+  _require_latent(model, "reconstruct")
+  z_key, decode_key = jax.random.split(key)
+  mu, logvar = posterior(model, params, jnp.asarray(tokens_BxT))
+  z = mu
+  if not use_mean:
+    z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(z_key, mu.shape)
+  return z, generate(model, params, z, decode_key, max_length=max_length, **generate_kwargs)
+
+
+def interpolate_latents(z_a, z_b, num_steps: int):
+  """`num_steps` points on the line from z_a to z_b, both included: [N, Z]."""
+  if num_steps < 2:
+    raise ValueError(f"num_steps={num_steps}: an interpolation needs at least 2 points")
+  w = jnp.linspace(0.0, 1.0, num_steps)[:, None]
+  return (1.0 - w) * jnp.asarray(z_a)[None] + w * jnp.asarray(z_b)[None]
+
+
+def interpolate(model, params, tokens_2xT, key, *, num_steps: int, max_length: int,
+                **generate_kwargs):
+  """Homotopy (Bowman et al. 2016): (z [N, Z], tokens [N, max_length]) decoded
+  from `num_steps` points between the posterior means of two sentences."""
+  _require_latent(model, "interpolate")
+  if tokens_2xT.shape[0] != 2:
+    raise ValueError(f"interpolate takes 2 sentences, got {tokens_2xT.shape[0]}")
+  mu = posterior_mean(model, params, jnp.asarray(tokens_2xT))
+  z = interpolate_latents(mu[0], mu[1], num_steps)
+  return z, generate(model, params, z, key, max_length=max_length, **generate_kwargs)
+
+
+def _require_latent(model, what: str):
+  if not latent_dim(model):
+    raise ValueError(f"{what} needs a model with a latent code (a VAE); this one has "
+                     "latent_dim 0 (the RNNLM)")

@@ -1,0 +1,146 @@
+"""Generates from a trained workdir: prior samples, reconstructions, interpolations.
+
+  python -m textvae.generate --workdir=W --mode=sample [--num=10]
+  python -m textvae.generate --workdir=W --mode=reconstruct --inputs="s1|s2" [--posterior=mean|sample]
+  python -m textvae.generate --workdir=W --mode=interpolate --inputs="s1|s2" [--num=7]
+
+  decoding: --strategy=greedy|sample|top_k|top_p|beam [--temperature=1] [--top_k=10]
+            [--top_p=0.9] [--beam_size=4] [--length_penalty=1] [--max_length=config's]
+            [--seed=0]
+
+Prints one result per line on stdout, nothing else:
+  sample       --num sentences decoded from z ~ N(0, I) (the RNNLM: unconditional)
+  reconstruct  one line per input sentence, decoded from its posterior mean (or a
+               sample); without --inputs the first --num validation sentences
+  interpolate  --num (>= 2) sentences decoded from evenly spaced points on the line
+               between the posterior means of the two inputs, endpoints included;
+               without --inputs the first two validation sentences
+Inputs are split on whitespace (give them tokenised as the corpus is); words not
+in the vocabulary become <unk> and are reported on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import numpy as np
+
+from textvae import decoding
+from textvae import restore
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A textvae training workdir.")
+_MODE = flags.DEFINE_enum("mode", "sample", ["sample", "reconstruct", "interpolate"],
+                          "What to generate.")
+_NUM = flags.DEFINE_integer("num", 10, "sample: sentences; reconstruct: validation "
+                            "sentences when no --inputs; interpolate: points on the path.")
+_STRATEGY = flags.DEFINE_enum("strategy", "greedy", list(decoding.STRATEGIES),
+                              "Decoding strategy.")
+_TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Softmax temperature (sample, top_k, "
+                                  "top_p).")
+_TOP_K = flags.DEFINE_integer("top_k", 10, "k of top-k sampling.")
+_TOP_P = flags.DEFINE_float("top_p", 0.9, "p of nucleus (top-p) sampling.")
+_BEAM_SIZE = flags.DEFINE_integer("beam_size", 4, "Beams of beam search.")
+_LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 1.0, "Beam score = log p / length ** "
+                                     "length_penalty (0: no normalisation).")
+_MAX_LENGTH = flags.DEFINE_integer("max_length", None, "Most tokens per output, </s> "
+                                   "included (default: config.data.max_length).")
+_INPUTS = flags.DEFINE_string("inputs", None, "Input sentences separated by '|'.")
+_POSTERIOR = flags.DEFINE_enum("posterior", "mean", ["mean", "sample"],
+                               "reconstruct from the posterior mean or one sample.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of z and of the sampling strategies.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Override config.data.source_dir "
+                                  "(default inputs come from the validation split).")
+flags.mark_flag_as_required("workdir")
+
+
+def encode_inputs(vocab, sentences, max_length: int):
+  """(tokens [B, T], unknown words per sentence); each sentence is cut to
+  `max_length` tokens, </s> included."""
+  rows, unknown = [], []
+  for s in sentences:
+    ids = vocab.encode(s)
+    if len(ids) > max_length:
+      ids = np.concatenate([ids[:max_length - 1], ids[-1:]])
+    rows.append(ids)
+    unknown.append(vocab.unknown_words(s))
+  return decoding.pad_batch(rows), unknown
+
+
+def validation_sentences(trained, num: int, source_dir=None) -> list[str]:
+  from textvae.data import sources  # pylint: disable=g-import-not-at-top
+  data_config = trained.config.data
+  if source_dir is not None:
+    data_config.source_dir = source_dir
+  return sources.load_splits(data_config, splits=("valid",))["valid"].sentences[:num]
+
+
+def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
+        max_length: int | None = None, posterior: str = "mean", source_dir=None,
+        **generate_kwargs) -> tuple[list[str], list[str]]:
+  """(output lines, warnings) of one `mode`; the CLI prints them."""
+  model, params, vocab = trained.model, trained.params, trained.vocab
+  max_length = max_length or trained.config.data.max_length
+  key = jax.random.key(seed)
+  warnings = []
+  if mode == "sample":
+    if inputs:
+      warnings.append("--inputs is ignored in --mode=sample")
+    _, tokens = decoding.prior_sample(model, params, key, num, max_length=max_length,
+                                      **generate_kwargs)
+    return [vocab.decode(t) for t in np.asarray(tokens)], warnings
+  if not decoding.latent_dim(model):
+    raise app.UsageError(f"--mode={mode} needs a VAE; {trained.workdir} holds a language "
+                         "model (latent_dim 0): use --mode=sample")
+  if inputs is None:
+    inputs = validation_sentences(trained, num if mode == "reconstruct" else 2, source_dir)
+  if mode == "interpolate" and len(inputs) != 2:
+    raise app.UsageError(f"--mode=interpolate takes exactly 2 sentences in --inputs, got "
+                         f"{len(inputs)}")
+  if mode == "interpolate" and num < 2:
+    raise app.UsageError(f"--num={num}: an interpolation needs at least 2 points")
+  tokens, unknown = encode_inputs(vocab, inputs, trained.config.data.max_length)
+  for sentence, words in zip(inputs, unknown):
+    if words:
+      warnings.append(f"unknown words mapped to <unk>: {' '.join(words)} (in: {sentence})")
+  if mode == "reconstruct":
+    _, out = decoding.reconstruct(model, params, tokens, key, max_length=max_length,
+                                  use_mean=posterior == "mean", **generate_kwargs)
+  else:
+    _, out = decoding.interpolate(model, params, tokens, key, num_steps=num,
+                                  max_length=max_length, **generate_kwargs)
+  return [vocab.decode(t) for t in np.asarray(out)], warnings
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if _NUM.value < 1:
+    raise app.UsageError(f"--num={_NUM.value}: must be at least 1")
+  inputs = None
+  if _INPUTS.value is not None:
+    inputs = [s.strip() for s in _INPUTS.value.split("|")]
+    if not all(inputs):
+      raise app.UsageError(f"--inputs={_INPUTS.value!r} holds an empty sentence")
+  trained = restore.load(_WORKDIR.value, _STEP.value)
+  logging.info("Loaded %s at step %d (%s)", trained.workdir, trained.step,
+               trained.config.model.kind)
+  lines, warnings = run(
+      trained, _MODE.value, num=_NUM.value, inputs=inputs, seed=_SEED.value,
+      max_length=_MAX_LENGTH.value, posterior=_POSTERIOR.value, source_dir=_SOURCE_DIR.value,
+      strategy=_STRATEGY.value, temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
+      top_p=_TOP_P.value, beam_size=_BEAM_SIZE.value, length_penalty=_LENGTH_PENALTY.value)
+  for w in warnings:
+    logging.warning("%s", w)
+    sys.stderr.write(f"warning: {w}\n")
+  sys.stderr.flush()
+  sys.stdout.write("".join(line + "\n" for line in lines))
+  sys.stdout.flush()
+
+
+if __name__ == "__main__":
+  app.run(main)
