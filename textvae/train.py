@@ -30,6 +30,7 @@ from textvae import workdir as workdir_lib
 from textvae.data import pipeline
 from textvae.data import sources
 from textvae.data import vocab as vocab_lib
+from textvae.data.builders import text_files
 
 NAN_MARKER = "nonfinite_stop.json"
 
@@ -41,6 +42,9 @@ class NonFiniteError(FloatingPointError):
 def prepare_data(config, workdir):
   """Corpus splits encoded with the workdir's vocabulary (built from train once)."""
   corpus = sources.load_splits(config.data)
+  if jax.process_index() == 0:  # refuses a changed corpus before vocab.json is written
+    workdir_lib.check_corpus(workdir_lib.corpus_fingerprint(
+        {name: c.sentences for name, c in corpus.items()}), workdir)
   vpath = workdir_lib.vocab_path(workdir)
   if os.path.exists(vpath):
     vocab = vocab_lib.Vocabulary.load(vpath)
@@ -52,7 +56,8 @@ def prepare_data(config, workdir):
     if jax.process_index() == 0:
       vocab.save(vpath)
     logging.info("Built vocabulary of %d tokens from the training split", len(vocab))
-  splits = {name: pipeline.encode(name, c.sentences, vocab, config.data.max_length, c.factors)
+  splits = {name: pipeline.encode(name, c.sentences, vocab, config.data.max_length, c.factors,
+                                 text_files.truncation_locator(config.data, name))
             for name, c in corpus.items()}
   return vocab, splits
 
@@ -137,6 +142,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   workdir_lib.check_compatible(config, workdir)
+  workdir_lib.check_checkpoint(config, workdir)  # vocabulary and model vs the checkpoint
   parallel.check_global_batch(config.train.batch_size)
   parallel.check_global_batch(config.train.eval_batch_size, "config.train.eval_batch_size")
 
@@ -182,6 +188,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   else:
     logging.info("Starting from scratch in %s", workdir)
 
+  if jax.process_index() == 0:
+    workdir_lib.drop_partial_metrics_line(workdir)  # a killed run's last line
   writer = metric_writers_lib.create_writer(workdir, just_logging=jax.process_index() > 0)
   if start_step == 0:
     writer.write_hparams(_flat_hparams(config))
@@ -201,6 +209,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   def save(step):
     meta = {"step": step, "vocab_size": len(vocab), "config": json.loads(config.to_json())}
+    meta["vocab_sha256"] = workdir_lib.vocab_digest(vocab.tokens)
+    writer.flush()  # every metric up to `step` is on disk before checkpoint `step`
     ckpt.save(step, steps.unreplicate(state), train_iter.get_state(), meta)
 
   window, window_start, last_valid = [], time.time(), {}

@@ -1,16 +1,26 @@
-"""What a workdir holds besides checkpoints: config.json and vocab.json.
+"""What a workdir holds besides checkpoints: config.json, vocab.json, corpus.json.
 
-A workdir belongs to one model on one corpus. Restarting it with a config whose
-`model` or `data` sections differ (other than paths) is refused with the list of
-differences, before anything in it is written.
+A workdir belongs to one model on one corpus. Restarting it is refused, with
+the differences named and before anything in it is written, when
+  - the config's `model` or `data` sections differ (other than paths) from
+    config.json, or its `model` section from the latest checkpoint's metadata;
+  - vocab.json does not match the vocabulary the latest checkpoint was trained
+    with (size, and tokens when the checkpoint records their digest), or is
+    missing while checkpoints exist;
+  - the corpus differs from the one recorded in corpus.json (number of
+    sentences and content digest per split), e.g. edited files under the same
+    `source_dir`: a resumed run would otherwise continue on other batches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
 import ml_collections
+
+from textvae import checkpoints
 
 # Fields that may change between runs of the same workdir.
 MUTABLE_DATA_FIELDS = ("source_dir", "tfds_data_dir")
@@ -22,6 +32,14 @@ def config_path(workdir: str) -> str:
 
 def vocab_path(workdir: str) -> str:
   return os.path.join(workdir, "vocab.json")
+
+
+def corpus_path(workdir: str) -> str:
+  return os.path.join(workdir, "corpus.json")
+
+
+def metrics_path(workdir: str) -> str:
+  return os.path.join(workdir, "metrics.jsonl")
 
 
 def _flatten(d, prefix=""):
@@ -67,3 +85,106 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   with open(tmp, "w", encoding="utf-8") as f:
     f.write(config.to_json(indent=2))
   os.replace(tmp, config_path(workdir))
+
+
+def vocab_digest(tokens) -> str:
+  """A short digest of a vocabulary's token list (order included)."""
+  return hashlib.sha256(json.dumps(list(tokens), ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def corpus_fingerprint(splits: dict) -> dict:
+  """{split: {'sentences': n, 'sha256': digest}} of {split: list of sentences}."""
+  out = {}
+  for name in sorted(splits):
+    h = hashlib.sha256()
+    for sentence in splits[name]:
+      h.update(sentence.encode("utf-8"))
+      h.update(b"\n")
+    out[name] = {"sentences": len(splits[name]), "sha256": h.hexdigest()[:16]}
+  return out
+
+
+def check_corpus(fingerprint: dict, workdir: str) -> None:
+  """Raises ValueError naming each split that differs from corpus.json; records
+  the corpus when the workdir has no corpus.json yet."""
+  path = corpus_path(workdir)
+  if not os.path.exists(path):
+    _write_json(path, fingerprint)
+    return
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  diffs = []
+  for split in sorted(set(saved) | set(fingerprint)):
+    a, b = saved.get(split), fingerprint.get(split)
+    if a != b:
+      describe = lambda x: "nothing" if x is None else (
+          f"{x['sentences']} sentences (sha256 {x['sha256']})")
+      diffs.append(f"{split} split: workdir has {describe(a)}, this run {describe(b)}")
+  if diffs:
+    raise ValueError(
+        f"{workdir} was trained on a different corpus ({path}); nothing was changed in "
+        "it. Use a new --workdir, or the original corpus files:\n  " + "\n  ".join(diffs))
+
+
+def check_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Raises ValueError when the latest complete checkpoint does not match
+  vocab.json or `config.model`; reads only (call before writing anything)."""
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return
+  ckpt = checkpoints.Checkpointer(workdir)
+  try:
+    step = ckpt.latest_step()
+    meta = ckpt.restore_meta(step) if step is not None else None
+  finally:
+    ckpt.close()
+  if meta is None:
+    return
+  where = f"checkpoint {step} in {directory}"
+  vpath = vocab_path(workdir)
+  if not os.path.exists(vpath):
+    raise ValueError(f"{vpath} is missing but {where} exists; nothing was changed. "
+                     "Restore vocab.json, or use a new --workdir.")
+  with open(vpath, encoding="utf-8") as f:
+    tokens = json.load(f).get("tokens", [])
+  diffs = []
+  if "vocab_size" in meta and meta["vocab_size"] != len(tokens):
+    diffs.append(f"vocabulary: vocab.json has {len(tokens)} tokens, the checkpoint "
+                 f"{meta['vocab_size']}")
+  elif "vocab_sha256" in meta and meta["vocab_sha256"] != vocab_digest(tokens):
+    diffs.append(f"vocabulary: vocab.json's {len(tokens)} tokens are not the ones the "
+                 f"checkpoint was trained with (digest {vocab_digest(tokens)}, checkpoint "
+                 f"{meta['vocab_sha256']})")
+  saved_model = _flatten(meta.get("config", {}).get("model", {}), "model.")
+  now_model = _flatten(json.loads(config.model.to_json()), "model.")
+  if saved_model:
+    for key in sorted(set(saved_model) | set(now_model)):
+      if saved_model.get(key) != now_model.get(key):
+        diffs.append(f"config.{key}: the checkpoint has {saved_model.get(key)!r}, "
+                     f"this run {now_model.get(key)!r}")
+  if diffs:
+    raise ValueError(f"{where} does not match this run; nothing was changed in "
+                     f"{workdir}. Use a new --workdir, or restore the workdir's files:\n  "
+                     + "\n  ".join(diffs))
+
+
+def drop_partial_metrics_line(workdir: str) -> None:
+  """Cuts a last line without its newline (a run killed while writing it) from
+  metrics.jsonl, so that the lines a resumed run appends stay whole JSON."""
+  path = metrics_path(workdir)
+  if not os.path.exists(path) or os.path.getsize(path) == 0:
+    return
+  with open(path, "rb+") as f:
+    f.seek(-1, os.SEEK_END)
+    if f.read(1) == b"\n":
+      return
+    f.seek(0)
+    data = f.read()
+    f.truncate(data.rfind(b"\n") + 1)
+
+
+def _write_json(path: str, obj) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)

@@ -42,9 +42,13 @@ class EncodedSplit:
 
 
 def encode(name: str, sentences, vocab: vocab_lib.Vocabulary, max_length: int,
-           factors=None) -> EncodedSplit:
+           factors=None, locate=None) -> EncodedSplit:
   """Tokenises; sentences longer than `max_length` tokens (<eos> included) are
-  truncated to their first max_length-1 words plus <eos>, and counted."""
+  truncated to their first max_length-1 words plus <eos>, and counted.
+
+  `locate`, if given, is called when a sentence was truncated and returns text
+  naming where they are (file, first line numbers) for the warning.
+  """
   if max_length < 2:
     raise ValueError(f"config.data.max_length={max_length}: must be at least 2")
   tokens, truncated = [], 0
@@ -56,7 +60,8 @@ def encode(name: str, sentences, vocab: vocab_lib.Vocabulary, max_length: int,
     tokens.append(ids)
   if truncated:
     logging.warning("%s: %d of %d sentences longer than max_length=%d tokens were "
-                    "truncated", name, truncated, len(tokens), max_length)
+                    "truncated%s", name, truncated, len(tokens), max_length,
+                    f" ({locate()})" if locate else "")
   lengths = np.asarray([len(t) for t in tokens], np.int32)
   return EncodedSplit(name, tokens, lengths, dict(factors or {}), truncated)
 

@@ -12,24 +12,59 @@ class CorpusError(ValueError):
   """A corpus file is missing or malformed; the message names file and line."""
 
 
+# How many line numbers a message lists before "...".
+MAX_LISTED_LINES = 5
+
+
 @dataclasses.dataclass
 class LineStats:
   """What reading a file skipped, so it can be logged and counted."""
   path: str
   num_sentences: int = 0
   num_empty_lines: int = 0
+  first_empty_lines: list[int] = dataclasses.field(default_factory=list)
+  num_replaced_lines: int = 0  # lines with invalid UTF-8 (errors='replace')
+  first_replaced_lines: list[int] = dataclasses.field(default_factory=list)
+
+  def summary(self) -> str:
+    """E.g. '/data/train.txt: 4 sentences; skipped 2 empty lines (lines 2, 3)'."""
+    text = f"{self.path}: {self.num_sentences} sentence{'s' if self.num_sentences != 1 else ''}"
+    if self.num_empty_lines:
+      text += (f"; skipped {self.num_empty_lines} empty line"
+               f"{'s' if self.num_empty_lines > 1 else ''} "
+               f"({list_lines(self.first_empty_lines, self.num_empty_lines)})")
+    if self.num_replaced_lines:
+      text += (f"; replaced invalid UTF-8 by U+FFFD in {self.num_replaced_lines} line"
+               f"{'s' if self.num_replaced_lines > 1 else ''} "
+               f"({list_lines(self.first_replaced_lines, self.num_replaced_lines)})")
+    return text
+
+
+def list_lines(first: list[int], total: int) -> str:
+  """'line 7', 'lines 2, 3', 'lines 2, 3, 5, 8, 13, ...' (the first few of `total`)."""
+  listed = ", ".join(str(n) for n in first)
+  return f"line{'s' if total > 1 else ''} {listed}{', ...' if total > len(first) else ''}"
 
 
 def read_sentences(path: str, *, errors: str = "strict",
                    stats: LineStats | None = None) -> Iterator[str]:
-  """Yields the whitespace-normalised non-empty lines of a UTF-8 text file.
+  """Yields the whitespace-normalised non-empty lines of a UTF-8 text file."""
+  for _, sentence in numbered_sentences(path, errors=errors, stats=stats):
+    yield sentence
+
+
+def numbered_sentences(path: str, *, errors: str = "strict",
+                       stats: LineStats | None = None) -> Iterator[tuple[int, str]]:
+  """Yields (line number, sentence): the whitespace-normalised non-empty lines
+  of a UTF-8 text file, lines numbered from 1.
 
   Args:
     path: the file.
     errors: "strict" raises `CorpusError` on a non-UTF-8 line, naming file,
       line and byte offset; "replace" substitutes U+FFFD (Python's codec
       option of the same name).
-    stats: filled with the number of sentences and of skipped empty lines.
+    stats: filled with the number of sentences, of skipped empty lines and of
+      lines with replaced bytes, and the first few line numbers of each.
   """
   if not os.path.isfile(path):
     raise CorpusError(f"{path}: file not found")
@@ -37,18 +72,37 @@ def read_sentences(path: str, *, errors: str = "strict",
   with open(path, "rb") as f:
     for lineno, raw in enumerate(f, start=1):
       try:
-        line = raw.decode("utf-8", errors=errors)
+        line = raw.decode("utf-8")
       except UnicodeDecodeError as e:
-        raise CorpusError(
-            f"{path}:{lineno}: invalid UTF-8 byte {raw[e.start]:#04x} at column "
-            f"{e.start + 1} (set config.data.encoding_errors='replace' to "
-            f"substitute U+FFFD)") from None
+        if errors == "strict":
+          raise CorpusError(
+              f"{path}:{lineno}: invalid UTF-8 byte {raw[e.start]:#04x} at column "
+              f"{e.start + 1} (set config.data.encoding_errors='replace' to "
+              f"substitute U+FFFD)") from None
+        line = raw.decode("utf-8", errors=errors)
+        stats.num_replaced_lines += 1
+        if len(stats.first_replaced_lines) < MAX_LISTED_LINES:
+          stats.first_replaced_lines.append(lineno)
       words = line.split()
       if not words:
         stats.num_empty_lines += 1
+        if len(stats.first_empty_lines) < MAX_LISTED_LINES:
+          stats.first_empty_lines.append(lineno)
         continue
       stats.num_sentences += 1
-      yield " ".join(words)
+      yield lineno, " ".join(words)
+
+
+def long_lines(path: str, max_length: int, *, errors: str = "strict") -> tuple[int, list[int]]:
+  """Lines with more than `max_length` tokens once </s> is added (the ones the
+  pipeline truncates): their number and the first few line numbers."""
+  count, first = 0, []
+  for lineno, sentence in numbered_sentences(path, errors=errors):
+    if len(sentence.split()) + 1 > max_length:
+      count += 1
+      if len(first) < MAX_LISTED_LINES:
+        first.append(lineno)
+  return count, first
 
 
 def files_digest(paths: list[str]) -> str:

@@ -1,0 +1,472 @@
+"""Reliability (issue 8): kill -9 at several points and resume bitwise; bad corpus
+input named by file and line; a workdir with another vocabulary, corpus or model
+refused with nothing in it changed; unknown config keys; no pickle anywhere."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import default
+from textvae import checkpoints
+from textvae import main as main_lib
+from textvae import restore
+from textvae import train
+from textvae import workdir as workdir_lib
+from textvae.data import sources
+from textvae.data.builders import lines
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
+
+# The CLI run of tests/test_train.py's tiny config, one padded length (one
+# compilation) and a metric line per step.
+NUM_STEPS, CKPT_EVERY = 50, 10
+OVERRIDES = {
+    "data.synthetic_num_train": 640, "data.max_length": 32, "data.pad_multiple": 32,
+    "model.embed_dim": 16, "model.hidden_dim": 32, "model.latent_dim": 4,
+    "train.batch_size": 16, "train.eval_batch_size": 200, "train.learning_rate": 1e-2,
+    "train.num_steps": NUM_STEPS, "train.log_every_steps": 1,
+    "train.eval_every_steps": 1000, "train.checkpoint_every_steps": CKPT_EVERY,
+    "train.keep_checkpoints": 2, "train.kl_schedule.warmup_steps": 30,
+    "train.num_samples": 3, "train.eval_importance_samples": 2,
+}
+# Metrics that measure time, not the run.
+TIMING = ("tokens_per_s", "steps_per_sec", "uptime", "seconds")
+
+
+def cli(workdir, tmp_path, **extra):
+  args = [sys.executable, "-m", "textvae.main", "--config=configs/default.py",
+          f"--workdir={workdir}", f"--config.data.tfds_data_dir={tmp_path / 'tfds'}"]
+  args += [f"--config.{k}={v}" for k, v in {**OVERRIDES, **extra}.items()]
+  return args
+
+
+def cli_config(tmp_path):
+  """The config that `cli` gives the training process, for in-process runs."""
+  config = default.get_config()
+  config.data.tfds_data_dir = str(tmp_path / "tfds")
+  for key, value in OVERRIDES.items():
+    *sections, name = key.split(".")
+    node = config
+    for section in sections:
+      node = node[section]
+    node[name] = value
+  return config
+
+
+def cli_env(tmp_path):
+  env = dict(os.environ)
+  env.update(JAX_PLATFORMS="cpu",  # two devices: data-parallel, and cheaper than four
+             XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             # Later runs load the first run's executables: seconds, not tens.
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  return env
+
+
+def start(workdir, tmp_path, name):
+  log = open(tmp_path / f"{name}.log", "w")  # pylint: disable=consider-using-with
+  return subprocess.Popen(cli(workdir, tmp_path), cwd=REPO, env=cli_env(tmp_path),
+                          stdout=log, stderr=subprocess.STDOUT)
+
+
+def log_text(tmp_path, name):
+  return (tmp_path / f"{name}.log").read_text()
+
+
+def ckpt_names(workdir):
+  d = os.path.join(workdir, "checkpoints")
+  return set(os.listdir(d)) if os.path.isdir(d) else set()
+
+
+def wait_for(proc, predicate, what, timeout=120):
+  deadline = time.time() + timeout
+  while not predicate():
+    assert proc.poll() is None, f"the run ended (rc {proc.returncode}) before {what}"
+    assert time.time() < deadline, f"timed out waiting for {what}"
+    time.sleep(0.001)
+
+
+def is_stopped(pid):
+  with open(f"/proc/{pid}/stat") as f:
+    return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
+def kill_while_saving(proc, workdir, step, inside=None):
+  """SIGKILLs `proc` while checkpoint `step` is being written: freezes it with
+  SIGSTOP once Orbax's temporary folder appears (and holds `inside`, if given),
+  checks that the folder is still temporary, then kills. Returns the step it
+  caught (the next checkpoint's if `step` was finalised between the two looks)
+  and what the temporary folder held."""
+  while True:
+    tmp = f"{step}{TMP_SUFFIX}"
+    tmp_dir = os.path.join(workdir, "checkpoints", tmp)
+    wait_for(proc, lambda: tmp in ckpt_names(workdir) and (
+        inside is None or os.path.exists(os.path.join(tmp_dir, inside))),
+             f"checkpoint {step} being written")
+    os.kill(proc.pid, signal.SIGSTOP)
+    while not is_stopped(proc.pid):
+      time.sleep(0.001)
+    names = ckpt_names(workdir)
+    if tmp in names and str(step) not in names:
+      contents = sorted(os.listdir(tmp_dir))
+      proc.kill()
+      proc.wait()
+      return step, contents
+    os.kill(proc.pid, signal.SIGCONT)  # finalised meanwhile: catch the next one
+    step += CKPT_EVERY
+
+
+def read_metrics(workdir):
+  """{(step, metric): value}, the last occurrence of each, as a reader of a
+  resumed run's metrics.jsonl takes them; every line must be whole JSON."""
+  out = {}
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    for line in f:
+      row = json.loads(line)
+      for k, v in row.items():
+        if k != "step" and not k.endswith(TIMING):
+          out[(row["step"], k)] = v
+  return out
+
+
+def count_lines(workdir, step):
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return sum(1 for l in f if json.loads(l)["step"] == step and "train/loss" in l)
+
+
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  """An uninterrupted CLI run: (its tmp folder, its workdir)."""
+  tmp_path = tmp_path_factory.mktemp("runs")
+  workdir = str(tmp_path / "straight")
+  proc = start(workdir, tmp_path, "straight")
+  assert proc.wait(timeout=300) == 0, log_text(tmp_path, "straight")[-3000:]
+  return tmp_path, workdir
+
+
+def test_kill_9_at_several_points_then_resume_equals_uninterrupted_run(straight):
+  tmp_path, straight_dir = straight
+  workdir = str(tmp_path / "killed")
+  record = []
+  # 1. Killed while writing its first checkpoint: nothing complete to resume from.
+  proc = start(workdir, tmp_path, "run1")
+  caught1, contents = kill_while_saving(proc, workdir, CKPT_EVERY)
+  complete = checkpoints.Checkpointer(workdir).all_steps()
+  assert complete == list(range(CKPT_EVERY, caught1, CKPT_EVERY))[-2:]
+  assert f"{caught1}{TMP_SUFFIX}" in ckpt_names(workdir)
+  if not complete:  # the usual case: the checkpoint caught is the first one
+    with pytest.raises(FileNotFoundError, match="holds no complete checkpoint"):
+      restore.load(workdir)
+  record.append({"killed": f"while writing checkpoint {caught1}", "tmp_contents": contents,
+                 "complete_checkpoints": complete})
+
+  # 2. Rerun: starts from scratch (the half-written folder is not a checkpoint);
+  # killed while writing checkpoint 30, after 10 and 20 completed.
+  start2 = max(complete, default=0)
+  proc = start(workdir, tmp_path, "run2")
+  caught2, contents = kill_while_saving(proc, workdir, max(3 * CKPT_EVERY, caught1 + 20),
+                                        inside="state")
+  assert (f"Resuming from step {start2}" if start2 else "Starting from scratch") in log_text(
+      tmp_path, "run2")
+  complete = checkpoints.Checkpointer(workdir).all_steps()
+  assert max(complete) == caught2 - CKPT_EVERY
+  record.append({"resumed_from": start2, "killed": f"while writing checkpoint {caught2}",
+                 "tmp_contents": contents, "complete_checkpoints": complete})
+
+  # 3. Rerun: resumes from the last complete checkpoint, not the half-written
+  # one; killed as soon as checkpoint 40 is complete (it is then deleting the
+  # oldest checkpoint, keep_checkpoints=2, or training on).
+  resume_from = max(complete)
+  proc = start(workdir, tmp_path, "run3")
+  wait_for(proc, lambda: "40" in ckpt_names(workdir), "checkpoint 40")
+  proc.kill()
+  proc.wait()
+  assert f"Resuming from step {resume_from}" in log_text(tmp_path, "run3")
+  record.append({"resumed_from": resume_from, "killed": "once checkpoint 40 was complete",
+                 "complete_checkpoints": checkpoints.Checkpointer(workdir).all_steps()})
+
+  # 4. Rerun to the end.
+  proc = start(workdir, tmp_path, "run4")
+  assert proc.wait(timeout=300) == 0, log_text(tmp_path, "run4")[-3000:]
+  assert "Resuming from step 40" in log_text(tmp_path, "run4")
+  record.append({"resumed_from": 40, "finished": NUM_STEPS})
+
+  a, b = restore.load(straight_dir), restore.load(workdir)
+  assert a.step == b.step == NUM_STEPS
+  leaves_a = jax.tree_util.tree_leaves(a.params)
+  leaves_b = jax.tree_util.tree_leaves(b.params)
+  assert len(leaves_a) == len(leaves_b) > 0
+  max_diff = max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+                 for x, y in zip(leaves_a, leaves_b))
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
+  assert max_diff == 0.0
+
+  # Every logged value (last occurrence of each step) equals the uninterrupted run's.
+  ma, mb = read_metrics(straight_dir), read_metrics(workdir)
+  assert set(ma) == set(mb)
+  assert sorted({s for s, k in ma if k == "train/loss"}) == list(range(1, NUM_STEPS + 1))
+  differing = [k for k in ma if ma[k] != mb[k]]
+  assert not differing, differing[:5]
+  assert mb[(NUM_STEPS, "valid/elbo")] == ma[(NUM_STEPS, "valid/elbo")] < 0
+  # Metrics reach the disk before each checkpoint, so no step up to the last
+  # checkpoint a run began is ever missing, and the steps that a killed run had
+  # logged past its last complete checkpoint were logged again on resuming:
+  # run 1 logged 1..caught1, run 2 start2+1..caught2, run 3 resume_from+1..40.
+  expected = [(s <= caught1) + (start2 < s <= caught2) + (s > resume_from)
+              for s in range(1, 41)]
+  assert [count_lines(workdir, s) for s in range(1, 41)] == expected
+  assert max(expected) == 2
+  # A half-written checkpoint is replaced when its step is saved again.
+  assert not [n for n in ckpt_names(workdir) if TMP_SUFFIX in n]
+  with open(tmp_path / "kill_record.json", "w") as f:
+    json.dump({"runs": record, "max_abs_param_diff": max_diff,
+               "num_params": int(sum(x.size for x in leaves_a)),
+               "metric_values_compared": len(ma),
+               "final_train_loss": ma[(NUM_STEPS, "train/loss")],
+               "final_valid_elbo": ma[(NUM_STEPS, "valid/elbo")]}, f, indent=1)
+
+
+# --- Bad corpus input through the text_files builder --------------------------
+
+def write_corpus(folder, train, valid=b"a b\n", test=b"b a\n"):
+  os.makedirs(folder, exist_ok=True)
+  for name, content in (("train.txt", train), ("valid.txt", valid), ("test.txt", test)):
+    with open(os.path.join(folder, name), "wb") as f:
+      f.write(content)
+  return str(folder)
+
+
+def text_config(tmp_path, source_dir, **data):
+  config = default.get_config()
+  config.data.name = "text_files"
+  config.data.source_dir = source_dir
+  config.data.tfds_data_dir = str(tmp_path / "tfds")
+  for k, v in data.items():
+    config.data[k] = v
+  return config
+
+
+def messages(caplog):
+  return [r.getMessage() for r in caplog.records]
+
+
+def test_empty_lines_are_skipped_counted_and_logged_per_file(tmp_path, caplog):
+  folder = write_corpus(tmp_path / "c", b"the cat sat\n\n   \nthe dog ran\n\t\r\n",
+                        valid=b"\n" * 7 + b"a b\n")
+  with caplog.at_level("INFO"):
+    corpus = sources.load_splits(text_config(tmp_path, folder).data)
+  assert sorted(corpus["train"].sentences) == ["the cat sat", "the dog ran"]
+  assert corpus["valid"].sentences == ["a b"]
+  logged = messages(caplog)
+  assert f"{folder}/train.txt: 2 sentences; skipped 3 empty lines (lines 2, 3, 5)" in logged
+  assert (f"{folder}/valid.txt: 1 sentence; skipped 7 empty lines "
+          "(lines 1, 2, 3, 4, 5, ...)") in logged
+  assert f"{folder}/test.txt: 1 sentence" in logged
+
+
+def test_non_utf8_is_named_by_file_line_column_or_replaced_when_asked(tmp_path, caplog):
+  folder = write_corpus(tmp_path / "c", b"good line\nbad \xe9t\xe9 here\nok\n")
+  path = f"{folder}/train.txt"
+  with pytest.raises(lines.CorpusError) as e:
+    sources.load_splits(text_config(tmp_path, folder).data)
+  assert str(e.value) == (f"{path}:2: invalid UTF-8 byte 0xe9 at column 5 (set "
+                          "config.data.encoding_errors='replace' to substitute U+FFFD)")
+  with caplog.at_level("INFO"):
+    corpus = sources.load_splits(text_config(tmp_path, folder, encoding_errors="replace").data)
+  assert "bad \ufffdt\ufffd here" in corpus["train"].sentences
+  assert (f"{path}: 3 sentences; replaced invalid UTF-8 by U+FFFD in 1 line (line 2)"
+          in messages(caplog))
+  with pytest.raises(ValueError) as e:
+    sources.load_splits(text_config(tmp_path, folder, encoding_errors="latin-1").data)
+  assert str(e.value) == ("config.data.encoding_errors='latin-1': expected one of "
+                          "'strict', 'replace', 'ignore'")
+
+
+def test_over_long_lines_are_truncated_counted_and_named(tmp_path, caplog):
+  folder = write_corpus(tmp_path / "c", b"a b\na b c d e f\n\nb c\nf e d c b a a\n")
+  config = text_config(tmp_path, folder, max_length=5)
+  os.makedirs(tmp_path / "w")
+  with caplog.at_level("WARNING"):
+    _, splits = train.prepare_data(config, str(tmp_path / "w"))
+  train_split = splits["train"]
+  assert train_split.num_truncated == 2 and splits["valid"].num_truncated == 0
+  assert sorted(train_split.lengths.tolist()) == [3, 3, 5, 5]
+  assert all(t[-1] == 2 for t in train_split.tokens)  # <eos> kept
+  assert (f"train: 2 of 4 sentences longer than max_length=5 tokens were truncated "
+          f"({folder}/train.txt: 2 lines longer than max_length=5 tokens (</s> included): "
+          "lines 2, 5)") in messages(caplog)
+
+
+def test_missing_split_file_and_empty_training_split(tmp_path):
+  folder = write_corpus(tmp_path / "c", b"a b\n")
+  os.remove(os.path.join(folder, "valid.txt"))
+  with pytest.raises(lines.CorpusError) as e:
+    sources.load_splits(text_config(tmp_path, folder).data)
+  assert str(e.value) == (f"missing split file(s): {folder}/valid.txt (expected "
+                          f"train.txt, valid.txt, test.txt in {folder})")
+  folder = write_corpus(tmp_path / "e", b"\n  \n")
+  with pytest.raises(lines.CorpusError) as e:
+    sources.load_splits(text_config(tmp_path, folder).data)
+  assert str(e.value) == f"{folder}/train.txt: the training split holds no sentence"
+
+
+# --- A workdir restarted with another vocabulary, model or corpus -------------
+
+def snapshot(workdir):
+  """Every file and folder under `workdir` with its size and mtime."""
+  out = {}
+  for root, dirs, files in os.walk(workdir):
+    for name in dirs + files:
+      p = os.path.join(root, name)
+      st = os.stat(p)
+      out[os.path.relpath(p, workdir)] = (st.st_size if name in files else 0, st.st_mtime_ns)
+  return out
+
+
+def refused(config, workdir):
+  """Runs training expecting a refusal; returns the message after checking
+  that nothing in the workdir changed."""
+  before = snapshot(workdir)
+  with pytest.raises(ValueError) as e:
+    train.train_and_evaluate(config, workdir)
+  assert snapshot(workdir) == before
+  return str(e.value)
+
+
+def test_other_vocabulary_or_model_refused_with_workdir_untouched(straight, tmp_path):
+  import shutil  # pylint: disable=import-outside-toplevel
+  runs_tmp, straight_dir = straight
+  config = cli_config(runs_tmp)
+  config.train.num_steps = 2 * NUM_STEPS
+  workdir = str(tmp_path / "w")
+  shutil.copytree(straight_dir, workdir)
+  vpath = workdir_lib.vocab_path(workdir)
+  tokens = json.load(open(vpath))["tokens"]
+  n = len(tokens)
+  where = f"checkpoint {NUM_STEPS} in {workdir}/checkpoints"
+  head = (f"{where} does not match this run; nothing was changed in {workdir}. Use a "
+          "new --workdir, or restore the workdir's files:\n  ")
+
+  def set_vocab(toks):
+    with open(vpath, "w") as f:
+      json.dump({"tokens": toks}, f)
+
+  set_vocab(tokens + ["zebra"])
+  assert refused(config, workdir) == head + (
+      f"vocabulary: vocab.json has {n + 1} tokens, the checkpoint {n}")
+  swapped = tokens[:4] + [tokens[5], tokens[4]] + tokens[6:]
+  set_vocab(swapped)
+  msg = refused(config, workdir)
+  assert msg.startswith(head + f"vocabulary: vocab.json's {n} tokens are not the ones the "
+                        "checkpoint was trained with (digest "), msg
+  os.remove(vpath)
+  assert refused(config, workdir) == (
+      f"{vpath} is missing but {where} exists; nothing was changed. Restore vocab.json, "
+      "or use a new --workdir.")
+  set_vocab(tokens)
+  config.model.hidden_dim = 64
+  assert refused(config, workdir) == (
+      f"{workdir} was trained with a different model or data config; nothing was changed "
+      "in it. Use a new --workdir, or the workdir's values:\n"
+      "  config.model.hidden_dim: workdir has 32, this run 64")
+  os.remove(workdir_lib.config_path(workdir))  # the checkpoint's metadata still knows
+  assert refused(config, workdir) == head + (
+      "config.model.hidden_dim: the checkpoint has 32, this run 64")
+
+
+def test_changed_corpus_refused_with_workdir_untouched(tmp_path):
+  folder = write_corpus(tmp_path / "c", b"a b c\nb c d\n")
+  config = text_config(tmp_path, folder)
+  workdir = str(tmp_path / "w")
+  os.makedirs(workdir)
+  train.prepare_data(config, workdir)
+  workdir_lib.save_config(config, workdir)
+  with open(os.path.join(folder, "train.txt"), "ab") as f:
+    f.write(b"c d e\n")
+  msg = refused(config, workdir)
+  saved = json.load(open(workdir_lib.corpus_path(workdir)))["train"]
+  assert saved["sentences"] == 2
+  assert re.fullmatch(
+      f"{re.escape(workdir)} was trained on a different corpus \\({re.escape(workdir)}"
+      r"/corpus.json\); nothing was changed in it. Use a new --workdir, or the original "
+      r"corpus files:\n  train split: workdir has 2 sentences \(sha256 "
+      f"{saved['sha256']}\\), this run 3 sentences \\(sha256 [0-9a-f]{{16}}\\)", msg), msg
+
+
+# --- Unknown config keys --------------------------------------------------------
+
+def test_unknown_config_key_is_one_line_with_the_nearest_keys(tmp_path):
+  argv = ["main", "--config=configs/default.py", "--workdir=W"]
+  errors = lambda *keys: main_lib.unknown_override_errors(argv + [f"{k}=1" for k in keys])
+  assert errors("--config.train.num_steps", "--config.train.kl_schedule.name") == []
+  assert errors("--config.train.num_step") == [
+      "error: unknown config key --config.train.num_step (not in configs/default.py); "
+      "did you mean: --config.train.num_steps, --config.train.num_samples"]
+  assert errors("--config.trian.batch_size")[0].endswith(
+      "did you mean: --config.train.batch_size, --config.train.eval_batch_size")
+  assert errors("--config.model.foo") == [
+      "error: unknown config key --config.model.foo (not in configs/default.py); valid "
+      "keys in --config.model: embed_dim, embed_dropout, hidden_dim, kind, latent_dim, "
+      "word_dropout"]
+  # The CLI: that line on stderr, exit status 2, no traceback, no workdir.
+  workdir = tmp_path / "w"
+  proc = subprocess.run(cli(workdir, tmp_path, **{"model.latnet_dim": 8}), cwd=REPO,
+                        env=cli_env(tmp_path), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == (
+      "error: unknown config key --config.model.latnet_dim (not in configs/default.py); "
+      "did you mean: --config.model.latent_dim")
+  assert not workdir.exists()
+
+
+# --- No pickle --------------------------------------------------------------------
+
+PICKLE_PATTERNS = re.compile(
+    r"\bimport\s+(c?pickle|cloudpickle|dill|joblib|shelve)\b|\bfrom\s+(c?pickle|cloudpickle|"
+    r"dill|joblib|shelve)\b|allow_pickle\s*=\s*True|\bnp\.save[z]?(_compressed)?\(|"
+    r"\bnumpy\.save|torch\.save|\.to_pickle\(|read_pickle\(")
+
+
+def test_no_pickle_in_the_package_or_its_checkpoints(straight):
+  hits = []
+  for top in ("textvae", "configs"):
+    for root, _, files in os.walk(os.path.join(REPO, top)):
+      for name in files:
+        if name.endswith(".py"):
+          path = os.path.join(root, name)
+          for i, line in enumerate(open(path, encoding="utf-8"), start=1):
+            if PICKLE_PATTERNS.search(line):
+              hits.append(f"{os.path.relpath(path, REPO)}:{i}: {line.strip()}")
+  assert not hits, hits
+  # Every file a checkpoint holds is JSON, OCDBT, zstd or a commit marker.
+  kinds = {}
+  for root, _, files in os.walk(os.path.join(straight[1], "checkpoints")):
+    for name in files:
+      path = os.path.join(root, name)
+      head = open(path, "rb").read(4)
+      if head.startswith(b"{"):
+        json.load(open(path))
+        kind = "json"
+      elif head[:2] == b"\x0c\xdb":
+        kind = "ocdbt"
+      elif head == b"\x28\xb5\x2f\xfd":
+        kind = "zstd"
+      elif name == "commit_success.txt":
+        kind = "marker"
+      else:
+        kind = f"unknown: {path} starts {head!r}"
+      kinds[kind] = kinds.get(kind, 0) + 1
+  assert set(kinds) == {"json", "ocdbt", "zstd", "marker"}, kinds
