@@ -180,6 +180,8 @@ def test_evaluate_workdir_vae_and_lm(tmp_path):
     assert a["num_sentences"] == 1000
     results[kind] = a
   vae, lm = results["vae"], results["lm"]
+  assert 0 <= vae["token_accuracy"] <= 1 and 0 <= vae["bleu"] <= 100  # reconstructions scored
+  assert "bleu" not in lm
   assert vae["iw_nll"] <= -vae["elbo"] + 1e-4  # the IW bound is tighter than the ELBO
   assert vae["num_importance_samples"] == 10 and lm["num_importance_samples"] == 0
   assert lm["kl"] == lm["mi"] == lm["au"] == 0

@@ -5,13 +5,16 @@
 Restores the latest (or --step) checkpoint with the workdir's config and
 vocabulary, prints one JSON object as the last line of output and writes it to
 W/eval_<split>.json. Works for VAE and LM workdirs alike (for an LM, kl, mi and
-au are 0 and iw_nll is the exact NLL). Definitions: ARCHITECTURE.md and
+au are 0 and iw_nll is the exact NLL). For a VAE it also scores greedy
+reconstructions from the posterior mean: corpus BLEU (sacrebleu) and token
+accuracy (`bleu`, `token_accuracy`, `exact_match`). Definitions: ARCHITECTURE.md and
 textvae/evaluation.py (nats per sentence; PPL per token with </s> counted).
 """
 
 import json
 import os
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -19,6 +22,7 @@ from absl import logging
 import jax
 
 from textvae import evaluation
+from textvae import reconstruction as reconstruction_lib
 from textvae import restore
 from textvae import steps
 from textvae.data import pipeline
@@ -31,6 +35,8 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Sentences per batch (global).")
 _CHUNK = flags.DEFINE_integer("chunk_size", 50, "Importance samples decoded at once.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
+_RECON = flags.DEFINE_bool("reconstruction", True, "Also score greedy reconstructions from "
+                            "the posterior mean: corpus BLEU and token accuracy (VAE only).")
 _SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Override config.data.source_dir "
                                   "(the corpus moved).")
 flags.mark_flag_as_required("workdir")
@@ -40,7 +46,7 @@ KEYS = ("iw_nll", "elbo", "recon", "kl", "mi", "au", "ppl", "ppl_elbo", "num_sen
 
 
 def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch_size=32,
-                     chunk_size=50, seed=0, source_dir=None) -> dict:
+                     chunk_size=50, seed=0, source_dir=None, reconstruction=True) -> dict:
   trained = restore.load(workdir, step)
   config = trained.config
   if source_dir is not None:
@@ -56,6 +62,14 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
   out = {k: result[k] for k in KEYS}
   out.update(split=split, step=trained.step, model=config.model.kind,
              kl_per_dim=result["kl_per_dim"], seed=seed)
+  if reconstruction and config.model.kind == "vae":
+    start = time.time()
+    recon = reconstruction_lib.reconstruction_metrics(
+        trained.model, trained.params, encoded, trained.vocab,
+        max_length=config.data.max_length)
+    out.update(bleu=recon["bleu"], token_accuracy=recon["token_accuracy"],
+               exact_match=recon.get("exact_match"), bleu_signature=recon["bleu_signature"],
+               reconstruction_seconds=time.time() - start)
   if jax.process_index() == 0:
     path = os.path.join(trained.workdir, f"eval_{split}.json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -70,8 +84,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   out = evaluate_workdir(_WORKDIR.value, split=_SPLIT.value, num_samples=_K.value,
                          step=_STEP.value, batch_size=_BATCH.value, chunk_size=_CHUNK.value,
-                         seed=_SEED.value, source_dir=_SOURCE_DIR.value)
-  sys.stdout.write(json.dumps({k: out[k] for k in KEYS}) + "\n")
+                         seed=_SEED.value, source_dir=_SOURCE_DIR.value,
+                         reconstruction=_RECON.value)
+  extra = ("bleu", "token_accuracy", "exact_match")
+  sys.stdout.write(json.dumps({k: out[k] for k in KEYS + extra if k in out}) + "\n")
   sys.stdout.flush()
 
 
