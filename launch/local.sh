@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# One host, all its devices: creates/reuses a virtualenv, then trains.
+# One host, all its devices (CPU, or every GPU/TPU of the host), one process.
 #   launch/local.sh --config=configs/ptb.py --config.data.source_dir=DIR --workdir=W
 # Every argument is passed through to `python -m textvae.main` as absl flags.
+# TEXTVAE_VENV: the virtualenv to use (default: .venv in the repository; created
+# with `pip install -e .` when it does not exist).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${TEXTVAE_VENV:-$repo/.venv}"

@@ -2,6 +2,14 @@
 
 Orbax writes each step to a temporary folder and renames it when complete, so a
 crash while saving never leaves a checkpoint that `latest_step` would pick up.
+
+Several processes (multi-host): every process calls `save` and `restore`, with
+a workdir on a filesystem they all see. The state the training loop hands over
+is host-local (unreplicated from `pmap`); Orbax refuses to save host-local
+arrays across processes, so they are first made one global, fully replicated
+array over all devices (process 0 writes it), and restored the same way, then
+handed back host-local. A checkpoint saved by N processes restores in one, and
+the other way round.
 """
 
 from __future__ import annotations
@@ -9,7 +17,48 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+
+def _replicated_sharding():
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("replica",))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def _to_global(tree):
+  """Host-local replicated arrays -> global fully replicated arrays (multi-process only)."""
+  if jax.process_count() == 1:
+    return tree
+  sharding = _replicated_sharding()
+
+  def to_global(x):
+    if not isinstance(x, jax.Array):
+      return x
+    host = np.asarray(x)  # device-to-host copy only: no cross-device computation
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+  return jax.tree_util.tree_map(to_global, tree)
+
+
+def _restore_target(state_like):
+  if jax.process_count() == 1:
+    return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state_like)
+  sharding = _replicated_sharding()
+
+  def global_struct(x):
+    s = ocp.utils.to_shape_dtype_struct(x)
+    if not isinstance(s, jax.ShapeDtypeStruct):  # a Python scalar (TrainState.step at init)
+      return s
+    return jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding)
+  return jax.tree_util.tree_map(global_struct, state_like)
+
+
+def _to_local(tree):
+  """Global replicated arrays -> this process's copy on its first local device."""
+  if jax.process_count() == 1:
+    return tree
+  return jax.tree_util.tree_map(
+      lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
 
 
 class Checkpointer:
@@ -29,18 +78,18 @@ class Checkpointer:
 
   def save(self, step: int, state, data_state: dict, meta: dict) -> None:
     self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
+        state=ocp.args.StandardSave(_to_global(state)),
         data=ocp.args.JsonSave(data_state),
         meta=ocp.args.JsonSave(meta)))
 
   def restore(self, step: int, state_like):
     """Restores into the structure of `state_like` (arrays or shape structs)."""
-    target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state_like)
+    target = _restore_target(state_like)
     out = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target),
         data=ocp.args.JsonRestore(),
         meta=ocp.args.JsonRestore()))
-    return out.state, out.data, out.meta
+    return _to_local(out.state), out.data, out.meta
 
   def restore_meta(self, step: int) -> dict:
     return self.manager.restore(step, args=ocp.args.Composite(

@@ -1,24 +1,85 @@
-"""Devices and hosts: jax.distributed start-up, batch splitting over devices."""
+"""Devices and hosts: jax.distributed start-up, batch splitting over devices.
+
+One process per host (TPU VM, one GPU box) or one process per GPU (SLURM). Every
+process runs the same program; `jax.pmap` maps the step over the process's local
+devices and its collectives (`lax.pmean`/`psum` over axis 'batch') span all
+devices of all processes. Each process reads only its own contiguous share of
+every global batch (`pipeline.process_rows`), process `p`'s rows going to the
+global device indices `p * local_device_count + d`, so that a sentence's global
+row index, and hence its noise, does not depend on how the batch is split.
+
+Multi-process start-up (`maybe_initialize_distributed`) is asked for with
+`--distributed`, `TEXTVAE_DISTRIBUTED=1` or `JAX_COORDINATOR_ADDRESS`. JAX finds
+the coordinator, process count and process id itself on Cloud TPU VMs, SLURM,
+Open MPI and Kubernetes; elsewhere set `JAX_COORDINATOR_ADDRESS=host:port`,
+`JAX_NUM_PROCESSES` and `JAX_PROCESS_ID` on every process.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from absl import logging
 import jax
 import numpy as np
 
+ENV_FLAG = "TEXTVAE_DISTRIBUTED"
+ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAX_PROCESS_ID"
 
-def maybe_initialize_distributed(enabled: bool | None = None) -> None:
+
+def distributed_requested(enabled: bool | None = None) -> bool:
+  """The flag when given, else the environment."""
+  if enabled is not None:
+    return bool(enabled)
+  return (os.environ.get(ENV_FLAG) == "1"
+          or bool(os.environ.get("JAX_COORDINATOR_ADDRESS")))
+
+
+def maybe_initialize_distributed(enabled: bool | None = None) -> bool:
   """`jax.distributed.initialize()` when asked by flag or by the environment
-  (TEXTVAE_DISTRIBUTED=1, or JAX_COORDINATOR_ADDRESS set, as on SLURM/TPU VMs)."""
-  if enabled is None:
-    enabled = (os.environ.get("TEXTVAE_DISTRIBUTED") == "1"
-               or bool(os.environ.get("JAX_COORDINATOR_ADDRESS")))
-  if enabled:
-    jax.distributed.initialize()
-    logging.info("jax.distributed: process %d of %d, %d local devices",
-                 jax.process_index(), jax.process_count(), jax.local_device_count())
+  (TEXTVAE_DISTRIBUTED=1, or JAX_COORDINATOR_ADDRESS set). Must run before
+  anything touches a JAX device. Returns whether it initialised."""
+  if not distributed_requested(enabled):
+    return False
+  kwargs = {}
+  for name, key in ((ENV_NUM_PROCESSES, "num_processes"), (ENV_PROCESS_ID, "process_id")):
+    value = os.environ.get(name)
+    if value:
+      try:
+        kwargs[key] = int(value)
+      except ValueError:
+        raise ValueError(f"{name}={value!r}: expected an integer") from None
+  # CPU processes need a cross-process collectives backend (gloo is the default
+  # from jax 0.5 on; older versions default to none).
+  if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
+  logging.info("jax.distributed: process %d of %d, %d local devices of %d",
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count())
+  return True
+
+
+def sync(name: str) -> None:
+  """A barrier over all processes (nothing to do in a single process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+@contextlib.contextmanager
+def process_zero_first(name: str):
+  """Process 0 runs the block first, then the others: for work on shared files
+  that must happen once (preparing a TFDS dataset, writing the vocabulary)."""
+  if jax.process_index() != 0:
+    sync(name)
+  try:
+    yield
+  finally:
+    if jax.process_index() == 0:
+      sync(name)
 
 
 def check_global_batch(batch_size: int, name: str = "config.train.batch_size") -> int:

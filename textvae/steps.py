@@ -102,4 +102,8 @@ def replicate(tree, devices=None):
 
 
 def unreplicate(tree):
-  return jax.tree_util.tree_map(lambda x: x[0], tree)
+  """The first local replica, on one device. Reads that device's own shard
+  rather than indexing `x[0]`, which compiles a copy to every local device (a
+  collective) and hangs multi-process CPU runs (gloo)."""
+  return jax.tree_util.tree_map(
+      lambda x: x.addressable_data(0)[0] if isinstance(x, jax.Array) else x[0], tree)
