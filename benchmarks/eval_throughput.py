@@ -38,6 +38,9 @@ _MAX = flags.DEFINE_integer("max_sentences", 0, "Evaluate only the first N sente
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Sentences per batch.")
 _CHUNK = flags.DEFINE_integer("chunk_size", 50, "Samples decoded at once.")
 _SOURCE = flags.DEFINE_string("source_dir", None, "Override config.data.source_dir.")
+_FROM = flags.DEFINE_string("seconds_from", None, "An eval_<split>.json written by "
+                            "textvae.evaluate: compare its measured seconds with the roofline "
+                            "instead of running the evaluation again.")
 flags.mark_flag_as_required("workdir")
 
 
@@ -69,11 +72,23 @@ def main(argv):
   sentences = corpus.sentences[:_MAX.value] if _MAX.value else corpus.sentences
   split = pipeline.encode(_SPLIT.value, sentences, trained.vocab, cfg.data.max_length)
   m = cfg.model
+  # The best matmul rate over row counts is the roofline the kernel is held to.
+  rate = max(matmul_gflops(n, m.hidden_dim, len(trained.vocab)) for n in (512, 1024, 2048, 4096))
+  flops = iw_flops(split, embed=m.embed_dim, hidden=m.hidden_dim, latent=m.latent_dim,
+                   vocab=len(trained.vocab), samples=_K.value)
+  if _FROM.value:
+    with open(_FROM.value, encoding="utf-8") as f:
+      done = json.load(f)
+    assert done["num_importance_samples"] == _K.value and done["num_tokens"] == split.num_tokens
+    out = {k: done[k] for k in ("split", "num_sentences", "num_tokens", "num_importance_samples",
+                                "iw_nll", "ppl", "seconds")}
+    out.update(flops=flops, matmul_gflops=rate, roofline_s=flops / (rate * 1e9),
+               ratio=done["seconds"] / (flops / (rate * 1e9)), source=_FROM.value)
+    sys.stdout.write(json.dumps(out) + "\n")
+    return
   params = steps.replicate(trained.params)
   kwargs = dict(num_samples=_K.value, batch_size=_BATCH.value, key=jax.random.key(0),
                 chunk_size=_CHUNK.value, pad_multiple=cfg.data.pad_multiple)
-  # The best rate over row counts: the roofline the kernel is held to.
-  rate = max(matmul_gflops(n, m.hidden_dim, len(trained.vocab)) for n in (512, 1024, 2048, 4096))
   # Compilation: one pass with K = chunk over every batch shape (tiny compute).
   start = time.time()
   evaluation.evaluate_split(trained.model, params, split, **{**kwargs, "num_samples": _CHUNK.value})
@@ -82,8 +97,6 @@ def main(argv):
   evaluation.evaluate_split(trained.model, params, split, **{**kwargs, "num_samples": _CHUNK.value})
   small = time.time() - start
   result = evaluation.evaluate_split(trained.model, params, split, **kwargs)
-  flops = iw_flops(split, embed=m.embed_dim, hidden=m.hidden_dim, latent=m.latent_dim,
-                   vocab=len(trained.vocab), samples=_K.value)
   roofline = flops / (rate * 1e9)
   out = {"split": _SPLIT.value, "num_sentences": len(split), "num_tokens": split.num_tokens,
          "num_importance_samples": _K.value, "iw_nll": result["iw_nll"],
