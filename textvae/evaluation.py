@@ -51,7 +51,7 @@ def posterior_stats(params, batch, *, model):
   """Per sentence: posterior, analytic KL, token count; for a language model
   (latent_dim 0) also the exact log-likelihood (no sampling needed)."""
   tokens, inputs = batch["tokens_BxT"], batch["inputs_BxT"]
-  variables = {"params": params}
+  variables = models.as_variables(params)
   mask = objectives.token_mask(tokens)
   mu, logvar = model.apply(variables, tokens, method="encode")
   kl_BxZ = objectives.gaussian_kl_per_dim(mu, logvar)
@@ -76,7 +76,7 @@ def importance_chunk(params, batch, mu_BxZ, logvar_BxZ, key, batch_index, chunk_
   row_keys = models.row_keys(jax.random.fold_in(key, batch_index), steps.global_row_ids(B))
   eps = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, chunk_index), (C, Z)))(row_keys)
   z_CxBxZ = mu_BxZ[None] + jnp.exp(0.5 * logvar_BxZ)[None] * jnp.swapaxes(eps, 0, 1)
-  nll_CxBxT = model.apply({"params": params}, tokens, inputs, z_CxBxZ,
+  nll_CxBxT = model.apply(models.as_variables(params), tokens, inputs, z_CxBxZ,
                           method="decode_nll_samples")
   log_pxz = -jnp.sum(nll_CxBxT * objectives.token_mask(tokens)[None], -1)
   log_pz = _gaussian_logpdf(z_CxBxZ, 0.0, jnp.zeros_like(z_CxBxZ))

@@ -12,6 +12,7 @@ instead of indexing a B x T x V logits tensor.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -126,22 +127,103 @@ def _stacked_orthogonal(n: int):
   return init
 
 
+def _moments(x_BxZ, axis_name):
+  """Mean and biased variance over the rows of the global batch (equal rows per
+  device, as in training)."""
+  mean, sq = jnp.mean(x_BxZ, 0), jnp.mean(jnp.square(x_BxZ), 0)
+  if axis_name is not None:
+    mean, sq = jax.lax.pmean((mean, sq), axis_name)
+  return mean, sq - jnp.square(mean)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def batch_normalize(x_BxZ, axis_name, eps):
+  """(x - mean) / sqrt(var + eps) with the statistics of the global batch.
+
+  The backward pass is written out, (dy - mean(dy) - y mean(dy y)) / sqrt(var +
+  eps) with both means over the global batch (`pmean`), so that the per-device
+  gradients, once averaged by the step's `pmean`, are the gradient of the global
+  batch's loss whatever the differentiation rules of collectives are (a 4-device
+  step equals the 1-device step; tests/test_collapse.py)."""
+  mean, var = _moments(x_BxZ, axis_name)
+  return (x_BxZ - mean) * jax.lax.rsqrt(var + eps)
+
+
+def _batch_normalize_fwd(x_BxZ, axis_name, eps):
+  mean, var = _moments(x_BxZ, axis_name)
+  inv = jax.lax.rsqrt(var + eps)
+  y = (x_BxZ - mean) * inv
+  return y, (y, inv)
+
+
+def _batch_normalize_bwd(axis_name, eps, res, dy):
+  del eps
+  y, inv = res
+  m_dy, m_dyy = jnp.mean(dy, 0), jnp.mean(dy * y, 0)
+  if axis_name is not None:
+    m_dy, m_dyy = jax.lax.pmean((m_dy, m_dyy), axis_name)
+  return ((dy - m_dy - y * m_dyy) * inv,)
+
+
+batch_normalize.defvjp(_batch_normalize_fwd, _batch_normalize_bwd)
+
+
+class FixedScaleBatchNorm(nn.Module):
+  """BN-VAE (Zhu et al. 2020): gamma * BN(x) + shift with gamma FIXED and the
+  shift learned ('shift' param). Training normalises with the global batch's
+  statistics (`axis_name` = the pmap axis, None outside pmap) and updates the
+  running statistics in the 'batch_stats' collection (momentum 0.9 = PyTorch's
+  0.1, eps 1e-5: the authors' nn.BatchNorm1d; the running variance is the
+  biased one); evaluation (deterministic) uses the running statistics."""
+  gamma: float
+  axis_name: str | None = None
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x_BxZ, deterministic: bool = True):
+    Z = x_BxZ.shape[-1]
+    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((Z,), jnp.float32))
+    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((Z,), jnp.float32))
+    shift = self.param("shift", nn.initializers.zeros, (Z,))
+    if deterministic:
+      y = (x_BxZ - ra_mean.value) * jax.lax.rsqrt(ra_var.value + self.epsilon)
+    else:
+      y = batch_normalize(x_BxZ, self.axis_name, self.epsilon)
+      if not self.is_initializing():
+        mean, var = jax.lax.stop_gradient(_moments(x_BxZ, self.axis_name))
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    return self.gamma * y + shift
+
+
 class GRUEncoder(nn.Module):
   """Reads the sentence (words and <eos>); its last state gives q(z|x) = N(mu, diag(exp(logvar)))."""
   vocab_size: int
   embed_dim: int
   hidden_dim: int
   latent_dim: int
+  bn_gamma: float = 0.0            # > 0: BN-VAE on the posterior mean
+  bn_axis_name: str | None = None  # the pmap axis of training steps
 
   @nn.compact
-  def __call__(self, tokens_BxT: Array):
+  def __call__(self, tokens_BxT: Array, deterministic: bool = True):
     mask = tokens_BxT != PAD_ID
     emb = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_BxT)
     h0 = jnp.zeros((tokens_BxT.shape[0], self.hidden_dim), emb.dtype)
     _, h_last = GRU(self.hidden_dim, name="gru")(emb, h0, mask)
-    stats = nn.Dense(2 * self.latent_dim, name="posterior")(h_last)
+    # BN-VAE: no bias (it would be normalised away, and Adam would amplify its
+    # zero gradient's rounding noise); the authors' linear layer has none either.
+    stats = nn.Dense(2 * self.latent_dim, use_bias=self.bn_gamma <= 0,
+                     name="posterior")(h_last)
     mu_BxZ, logvar_BxZ = jnp.split(stats, 2, axis=-1)
+    if self.bn_gamma > 0:
+      mu_BxZ = self._batch_norm_mean(mu_BxZ, deterministic)
     return mu_BxZ, logvar_BxZ
+
+  def _batch_norm_mean(self, mu_BxZ, deterministic):
+    return FixedScaleBatchNorm(self.bn_gamma, self.bn_axis_name, name="mu_bn")(
+        mu_BxZ, deterministic)
 
 
 class GRUDecoder(nn.Module):
@@ -245,15 +327,17 @@ class TextVAE(nn.Module):
   latent_dim: int = 32
   word_dropout: float = 0.0
   embed_dropout: float = 0.0
+  bn_gamma: float = 0.0            # BN-VAE scale (0 = off); see GRUEncoder
+  bn_axis_name: str | None = None
 
   def setup(self):
     self.encoder = GRUEncoder(self.vocab_size, self.embed_dim, self.hidden_dim,
-                              self.latent_dim)
+                              self.latent_dim, self.bn_gamma, self.bn_axis_name)
     self.decoder = GRUDecoder(self.vocab_size, self.embed_dim, self.hidden_dim,
                               self.latent_dim, self.word_dropout, self.embed_dropout)
 
-  def encode(self, tokens_BxT):
-    return self.encoder(tokens_BxT)
+  def encode(self, tokens_BxT, deterministic: bool = True):
+    return self.encoder(tokens_BxT, deterministic)
 
   def __call__(self, tokens_BxT, inputs_BxT, *, deterministic: bool = True,
                row_ids_B=None):
@@ -265,7 +349,7 @@ class TextVAE(nn.Module):
     """
     if row_ids_B is None:
       row_ids_B = jnp.arange(tokens_BxT.shape[0])
-    mu, logvar = self.encoder(tokens_BxT)
+    mu, logvar = self.encoder(tokens_BxT, deterministic)
     eps = row_normal(self.make_rng("latent"), row_ids_B, self.latent_dim)
     z = mu + jnp.exp(0.5 * logvar) * eps.astype(mu.dtype)
     nll = self.decoder(inputs_BxT, tokens_BxT, z, deterministic=deterministic,
@@ -301,7 +385,7 @@ class RNNLM(nn.Module):
     self.decoder = GRUDecoder(self.vocab_size, self.embed_dim, self.hidden_dim, 0,
                               self.word_dropout, self.embed_dropout)
 
-  def encode(self, tokens_BxT):
+  def encode(self, tokens_BxT, deterministic: bool = True):
     empty = jnp.zeros((tokens_BxT.shape[0], 0), jnp.float32)
     return empty, empty
 
@@ -329,7 +413,20 @@ def create_model(model_config, vocab_size: int) -> nn.Module:
                 word_dropout=model_config.word_dropout,
                 embed_dropout=model_config.embed_dropout)
   if model_config.kind == "vae":
-    return TextVAE(latent_dim=model_config.latent_dim, **kwargs)
+    return TextVAE(latent_dim=model_config.latent_dim,
+                   bn_gamma=float(model_config.get("bn_gamma", 0.0)),
+                   bn_axis_name="batch", **kwargs)
   if model_config.kind == "lm":
     return RNNLM(**kwargs)
   raise ValueError(f"config.model.kind={model_config.kind!r}: expected 'vae' or 'lm'")
+
+
+def as_variables(params_or_variables) -> dict:
+  """The variables for `model.apply`: a parameter tree becomes {'params': it};
+  a dict that already holds a 'params' collection (a BN-VAE's params together
+  with its 'batch_stats') is passed through."""
+  if isinstance(params_or_variables, dict) and "params" in params_or_variables:
+    return params_or_variables
+  if hasattr(params_or_variables, "keys") and "params" in params_or_variables.keys():
+    return params_or_variables
+  return {"params": params_or_variables}

@@ -8,6 +8,7 @@ the number of real tokens.
 
 from __future__ import annotations
 
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
@@ -71,6 +72,89 @@ def training_loss(terms, weights_B, beta):
   beta-ELBO per sentence, the quantity minimised."""
   per_sentence = terms["recon_B"] + beta * terms["kl_B"]
   return jnp.sum(weights_B * per_sentence) / jnp.maximum(jnp.sum(weights_B), 1.0)
+
+
+FREE_BITS_KINDS = ("none", "per_dim", "batch")
+
+
+def free_bits_kl(kl_BxZ, weights_B, free_bits_config, axis_name=None):
+  """The KL term of the training loss, per sentence, with free bits.
+
+  `free_bits_config`: `kind` in {'none', 'per_dim', 'batch'} and `target`, the
+  total number of free nats.
+
+  - 'none': the (weighted) batch mean of the per-sentence KL.
+  - 'per_dim' (Kingma et al. 2016, Li et al. 2019 "fb=2"): lambda = target / Z
+    nats per dimension, the term sum_j max(lambda, KL_j) with KL_j the batch
+    mean of dimension j's KL over the GLOBAL batch.
+  - 'batch': max(target, batch-mean total KL) over the global batch.
+
+  Inside `pmap` pass `axis_name`: the thresholds compare the `lax.pmean` of
+  every device's batch means (the global batch mean when the devices hold
+  equally many sentences, as in training), so N devices take the same step as
+  one. The value is taken from the global means; the gradient flows through
+  this device's own batch mean only (the mean of those over devices, as
+  `pmean` of the gradients makes it, is the gradient of the global mean). A
+  dimension (or the total) at or below its threshold gets exactly zero
+  gradient from the KL term.
+  """
+  kind = free_bits_config.kind
+  denom = jnp.maximum(jnp.sum(weights_B), 1.0)
+  local_Z = jnp.sum(weights_B[:, None] * kl_BxZ, axis=0) / denom
+  if kind == "none":
+    return jnp.sum(local_Z)
+  pmean = (lambda x: lax.pmean(x, axis_name)) if axis_name else (lambda x: x)
+  if kind == "per_dim":
+    lam = free_bits_config.target / kl_BxZ.shape[-1]
+    global_Z = pmean(local_Z)
+    return jnp.sum(jnp.where(global_Z > lam, local_Z, lam))
+  if kind == "batch":
+    local = jnp.sum(local_Z)
+    return jnp.where(pmean(local) > free_bits_config.target, local,
+                     free_bits_config.target)
+  raise ValueError(f"config.train.free_bits.kind={kind!r}: expected one of {FREE_BITS_KINDS}")
+
+
+def free_bits_loss(terms, weights_B, beta, free_bits_config, axis_name=None):
+  """Mean reconstruction NLL + beta * the free-bits KL term (`free_bits_kl`);
+  equals `training_loss` for kind 'none'."""
+  denom = jnp.maximum(jnp.sum(weights_B), 1.0)
+  recon = jnp.sum(weights_B * terms["recon_B"]) / denom
+  return recon + beta * free_bits_kl(terms["kl_BxZ"], weights_B, free_bits_config, axis_name)
+
+
+def bn_kl_lower_bound(gamma: float, batch_var_Z, eps: float = 1e-5):
+  """BN-VAE (Zhu et al. 2020): the batch-mean KL of a batch whose posterior
+  means were batch-normalised with fixed scale gamma (training mode, biased
+  batch variance `batch_var_Z` of the pre-normalisation means, epsilon `eps`):
+
+    mean_b KL_b = 0.5 sum_j [mean_b mu_bj^2 + mean_b (s_bj - 1 - log s_bj)]
+               >= 0.5 sum_j mean_b mu_bj^2
+                = 0.5 sum_j [beta_j^2 + gamma^2 v_j / (v_j + eps)]
+               >= 0.5 gamma^2 sum_j v_j / (v_j + eps)
+
+  (s = sigma^2; s - 1 - log s >= 0; the batch mean of mu_j is the shift
+  beta_j and its variance gamma^2 v_j / (v_j + eps)). Returns the last line,
+  which tends to 0.5 * Z * gamma^2 for v_j >> eps."""
+  v = jnp.asarray(batch_var_Z, jnp.float32)
+  return 0.5 * gamma ** 2 * jnp.sum(v / (v + eps))
+
+
+def schedule_step(step, pretrain_steps: int = 0):
+  """The step the KL schedule sees: with autoencoder pretraining (Li et al.
+  2019) the schedule restarts from 0 when the VAE phase starts."""
+  return jnp.maximum(jnp.asarray(step) - pretrain_steps, 0)
+
+
+def train_kl_weight(step, train_config):
+  """beta for the optimiser step taken from state.step = `step`: 0 for the
+  `pretrain_steps` autoencoder steps (state.step < pretrain_steps), then the
+  schedule restarted at 0."""
+  pretrain = int(train_config.get("pretrain_steps", 0) or 0)
+  beta = kl_weight(schedule_step(step, pretrain), train_config.kl_schedule)
+  if pretrain:
+    beta = jnp.where(jnp.asarray(step) < pretrain, 0.0, beta)
+  return beta
 
 
 def summarise(sums: dict) -> dict:

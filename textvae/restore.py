@@ -49,4 +49,7 @@ def load(workdir: str, step: int | None = None) -> Trained:
     state, _, _ = ckpt.restore(step, template)
   finally:
     ckpt.close()
-  return Trained(config, vocab, model, state.params, int(step), workdir)
+  # `params`: the parameter tree; for a BN-VAE the variables {"params", "batch_stats"}
+  # (evaluation and decoding accept either, see models.as_variables).
+  return Trained(config, vocab, model, state.variables() if state.batch_stats else state.params,
+                 int(step), workdir)

@@ -12,12 +12,16 @@ uninterrupted one.
 from __future__ import annotations
 
 import functools
+import math
+from typing import Any
 
 import flax
 from flax.training import train_state
 import jax
 from jax import lax
 import jax.numpy as jnp
+import ml_collections
+import numpy as np
 import optax
 
 from textvae import objectives
@@ -26,32 +30,115 @@ AXIS = "batch"
 
 
 class TrainState(train_state.TrainState):
-  """Flax TrainState: step, params, optimiser state (apply_fn and tx are static)."""
+  """Flax TrainState: step, params, optimiser state (apply_fn and tx are static),
+  and the model's 'batch_stats' (BN-VAE running statistics; {} otherwise).
+
+  `step` counts the joint / decoder updates only: the encoder-only inner steps
+  of aggressive training leave it unchanged, so KL schedules and noise keys
+  follow the outer step."""
+  batch_stats: Any = None
+
+  def variables(self) -> dict:
+    """The variables for `model.apply` outside training (evaluation, decoding)."""
+    return _variables(self.params, self.batch_stats)
+
+
+def _variables(params, batch_stats):
+  if batch_stats:
+    return {"params": params, "batch_stats": batch_stats}
+  return {"params": params}
+
+
+def _adam(train_config):
+  return optax.adam(train_config.learning_rate, b1=train_config.adam_b1,
+                    b2=train_config.adam_b2)
+
+
+def _clip(grads, train_config):
+  if train_config.grad_clip > 0:
+    grads, _ = optax.clip_by_global_norm(train_config.grad_clip).update(grads, optax.EmptyState())
+  return grads
 
 
 def make_optimizer(train_config) -> optax.GradientTransformation:
-  """Adam with global-norm gradient clipping (clip <= 0 disables clipping)."""
-  parts = []
-  if train_config.grad_clip > 0:
-    parts.append(optax.clip_by_global_norm(train_config.grad_clip))
-  parts.append(optax.adam(train_config.learning_rate, b1=train_config.adam_b1,
-                          b2=train_config.adam_b2))
-  return optax.chain(*parts)
+  """Global-norm gradient clipping (clip <= 0 disables it), then Adam with one
+  state per top-level part of the parameters ('encoder', 'decoder'), so that
+  aggressive training (He et al. 2019) can update one part alone
+  (`update_parts`). Adam is elementwise: updating every part at every step is
+  the same as one Adam over all parameters."""
+  adam = _adam(train_config)
+
+  def init(params):
+    return {part: adam.init(p) for part, p in params.items()}
+
+  def update(grads, state, params=None):
+    grads = _clip(grads, train_config)
+    updates, new_state = {}, {}
+    for part in grads:
+      updates[part], new_state[part] = adam.update(
+          grads[part], state[part], None if params is None else params[part])
+    return updates, new_state
+
+  return optax.GradientTransformation(init, update)
+
+
+def update_parts(state: TrainState, grads, parts, train_config, *, count_step: bool):
+  """Applies clipped `grads` (clipped by the global norm over ALL parts, as
+  the authors' clip_grad_norm_(vae.parameters())) to `parts` only; the other
+  parts' parameters and Adam states are unchanged."""
+  adam = _adam(train_config)
+  grads = _clip(grads, train_config)
+  params, opt_state = dict(state.params), dict(state.opt_state)
+  for part in parts:
+    if part not in params:
+      continue
+    upd, opt_state[part] = adam.update(grads[part], state.opt_state[part], params[part])
+    params[part] = optax.apply_updates(params[part], upd)
+  step = state.step + 1 if count_step else state.step
+  return state.replace(step=step, params=params, opt_state=opt_state)
+
+
+def init_variables(model, init_key):
+  tokens = jnp.full((2, 3), 4, jnp.int32)
+  k_params, k_latent, k_dropout = jax.random.split(init_key, 3)
+  return model.init({"params": k_params, "latent": k_latent, "dropout": k_dropout},
+                    tokens, tokens)
 
 
 def create_train_state(model, init_key, train_config) -> TrainState:
-  tokens = jnp.full((2, 3), 4, jnp.int32)
-  k_params, k_latent, k_dropout = jax.random.split(init_key, 3)
-  variables = model.init({"params": k_params, "latent": k_latent, "dropout": k_dropout},
-                         tokens, tokens)
-  return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                           tx=make_optimizer(train_config))
+  variables = init_variables(model, init_key)
+  return TrainState.create(apply_fn=model.apply, params=dict(variables["params"]),
+                           tx=make_optimizer(train_config),
+                           batch_stats=dict(variables.get("batch_stats", {})))
+
+
+def decoder_reinit_key(init_key, pretrain_steps: int):
+  """The key of the decoder's fresh parameters after autoencoder pretraining."""
+  return jax.random.fold_in(init_key, pretrain_steps)
+
+
+def reinit_decoder(state: TrainState, model, init_key, train_config) -> TrainState:
+  """Li et al. 2019: after autoencoder pretraining the decoder starts afresh:
+  new parameters from `decoder_reinit_key(init_key, pretrain_steps)` and a
+  fresh Adam state for them; the encoder, its Adam state and the step count
+  are kept. `state` is unreplicated."""
+  fresh = init_variables(model, decoder_reinit_key(init_key, train_config.pretrain_steps))
+  dec = fresh["params"]["decoder"]
+  params = dict(state.params, decoder=dec)
+  opt_state = dict(state.opt_state, decoder=_adam(train_config).init(dec))
+  return state.replace(params=params, opt_state=opt_state)
 
 
 def step_rngs(key, step):
   """The named streams for one step: {'latent', 'dropout'}."""
   latent, dropout = jax.random.split(jax.random.fold_in(key, step))
   return {"latent": latent, "dropout": dropout}
+
+
+def inner_key(train_key):
+  """The key of aggressive training's encoder-only steps (distinct from every
+  fold_in(train_key, step) of the outer steps)."""
+  return jax.random.split(train_key)[1]
 
 
 def global_row_ids(batch_size: int):
@@ -68,33 +155,134 @@ def _sums(terms, weights_B):
           "kl_per_dim": jnp.sum(weights_B[:, None] * terms["kl_BxZ"], axis=0)}
 
 
-def train_step(state: TrainState, batch, train_key, *, kl_schedule):
-  """One optimiser step on this device's share of the global batch."""
+def _free_bits(train_config):
+  fb = train_config.get("free_bits", None)
+  if fb is None or fb.kind == "none":
+    return None
+  return fb
+
+
+def _loss_and_grads(state, batch, rngs, beta, train_config):
   tokens, inputs, weights = batch["tokens_BxT"], batch["inputs_BxT"], batch["weights_B"]
-  rngs = step_rngs(train_key, state.step)
   row_ids = global_row_ids(tokens.shape[0])
-  beta = objectives.kl_weight(state.step, kl_schedule)
+  fb = _free_bits(train_config)
 
   def loss_fn(params):
-    outputs = state.apply_fn({"params": params}, tokens, inputs, deterministic=False,
-                             row_ids_B=row_ids, rngs=rngs)
+    outputs, mutated = state.apply_fn(
+        _variables(params, state.batch_stats), tokens, inputs, deterministic=False,
+        row_ids_B=row_ids, rngs=rngs, mutable=["batch_stats"])
     terms = objectives.elbo_terms(outputs, tokens)
-    return objectives.training_loss(terms, weights, beta), terms
+    if fb is None:
+      loss = objectives.training_loss(terms, weights, beta)
+    else:
+      loss = objectives.free_bits_loss(terms, weights, beta, fb, axis_name=AXIS)
+    return loss, (terms, mutated.get("batch_stats", {}))
 
-  (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grads = lax.pmean(grads, AXIS)
-  new_state = state.apply_gradients(grads=grads)
+  return loss, terms, dict(batch_stats) if batch_stats else state.batch_stats, grads
+
+
+def train_step(state: TrainState, batch, train_key, *, train_config, parts=None):
+  """One optimiser step on this device's share of the global batch.
+
+  beta follows `objectives.train_kl_weight` (0 during autoencoder
+  pretraining); the KL term has free bits when `train_config.free_bits.kind`
+  is not 'none'. `parts=None` updates every parameter; `parts=('decoder',)` is
+  the outer step of aggressive training (the encoder is left to the inner
+  steps)."""
+  weights = batch["weights_B"]
+  rngs = step_rngs(train_key, state.step)
+  beta = objectives.train_kl_weight(state.step, train_config)
+  loss, terms, batch_stats, grads = _loss_and_grads(state, batch, rngs, beta, train_config)
+  if parts is None:
+    new_state = state.apply_gradients(grads=grads)
+  else:
+    new_state = update_parts(state, grads, parts, train_config, count_step=True)
+  new_state = new_state.replace(batch_stats=batch_stats)
   metrics = lax.psum(_sums(terms, weights), AXIS)
   metrics.update(loss=lax.pmean(loss, AXIS), kl_weight=beta,
                  grad_norm=optax.global_norm(grads))
   return new_state, metrics
 
 
-def pmap_train_step(kl_schedule, devices=None):
-  """`train_step` pmapped over the local devices (or `devices`); the state is donated."""
-  return jax.pmap(functools.partial(train_step, kl_schedule=kl_schedule),
+def encoder_step(state: TrainState, batch, key, inner_index, *, train_config):
+  """One encoder-only update of aggressive training (He et al. 2019) on a fresh
+  batch: the same objective and beta as the outer step `state.step`; noise from
+  `step_rngs(fold_in(key, state.step), inner_index)`; `state.step` unchanged.
+  Returns the new state and psums of the loss summed over sentences and of the
+  token count (the inner loop's stopping rule compares loss per token)."""
+  weights = batch["weights_B"]
+  rngs = step_rngs(jax.random.fold_in(key, state.step), inner_index)
+  beta = objectives.train_kl_weight(state.step, train_config)
+  loss, terms, batch_stats, grads = _loss_and_grads(state, batch, rngs, beta, train_config)
+  new_state = update_parts(state, grads, ("encoder",), train_config, count_step=False)
+  new_state = new_state.replace(batch_stats=batch_stats)
+  sums = _sums(terms, weights)
+  loss_sum = loss * sums["num_sentences"]
+  return new_state, {"loss_sum": lax.psum(loss_sum, AXIS),
+                     "num_tokens": lax.psum(sums["num_tokens"], AXIS),
+                     "kl": lax.psum(sums["kl"], AXIS),
+                     "num_sentences": lax.psum(sums["num_sentences"], AXIS)}
+
+
+def _as_train_config(train_config_or_schedule):
+  """Accepts a train config, or (older callers) a bare KL-schedule config."""
+  if "kl_schedule" in train_config_or_schedule:
+    return train_config_or_schedule
+  return ml_collections.ConfigDict({"kl_schedule": train_config_or_schedule,
+                                    "grad_clip": 0.0, "pretrain_steps": 0})
+
+
+def pmap_train_step(train_config, devices=None, parts=None):
+  """`train_step` pmapped over the local devices (or `devices`); the state is
+  donated. `parts=('decoder',)`: the decoder-only outer step of aggressive
+  training."""
+  cfg = _as_train_config(train_config)
+  return jax.pmap(functools.partial(train_step, train_config=cfg,
+                                    parts=tuple(parts) if parts else None),
                   axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,),
                   devices=devices)
+
+
+def pmap_encoder_step(train_config, devices=None):
+  """`encoder_step` pmapped; the key and the inner index are replicated."""
+  return jax.pmap(functools.partial(encoder_step, train_config=train_config),
+                  axis_name=AXIS, in_axes=(0, 0, None, None), donate_argnums=(0,),
+                  devices=devices)
+
+
+def aggressive_inner_loop(run_step, *, window: int, max_steps: int) -> int:
+  """He et al. 2019's inner loop: encoder-only steps until the objective stops
+  improving. `run_step(i)` runs inner step i (0-based) and returns
+  (loss summed over sentences, number of tokens), as arrays or numbers; they
+  are read only at the end of each window, so the steps of a window are
+  dispatched without waiting. After every `window` steps the loss per token
+  over that window is compared with the previous window's; the loop stops
+  when it did not decrease (the authors' text.py: `if burn_pre_loss -
+  burn_cur_loss < 0: break`, i.e. it continues on ties) or after `max_steps`
+  steps. Returns the number of inner steps taken."""
+  prev = math.inf
+  pending = []
+  for i in range(max_steps):
+    pending.append(run_step(i))
+    if (i + 1) % window == 0:
+      loss = sum(float(np.asarray(l).reshape(-1)[0]) for l, _ in pending)
+      tokens = sum(float(np.asarray(t).reshape(-1)[0]) for _, t in pending)
+      cur = loss / max(tokens, 1.0)
+      pending = []
+      if prev - cur < 0:
+        return i + 1
+      prev = cur
+  return max_steps
+
+
+def aggressive_still_on(active: bool, prev_mi, valid_mi) -> bool:
+  """He et al. 2019: aggressive training stops at the first validation whose
+  MI is not above the previous validation's (the first is compared with 0)."""
+  if not active:
+    return False
+  return valid_mi > (0.0 if prev_mi is None else prev_mi)
 
 
 def replicate(tree, devices=None):

@@ -104,6 +104,31 @@ def _train_scalars(fetched):
   return out, sums
 
 
+def _aggressive_config(config):
+  """config.train.aggressive when enabled (He et al. 2019), else None."""
+  a = config.train.get("aggressive", None)
+  return a if a is not None and a.enabled else None
+
+
+def _aggressive_inner(state, batch, inner_iter, p_encoder_step, inner_key, aggressive, aggr):
+  """He et al. 2019's inner loop before one outer step: encoder-only updates,
+  the first on the outer step's batch (as the authors' text.py), the rest on
+  fresh batches from the second iterator, until the loss per token over a
+  window of `aggressive.window` steps stops decreasing (at most
+  `aggressive.max_inner_steps`)."""
+  holder = [state]
+
+  def run_step(i):
+    b = batch if i == 0 else parallel.shard(next(inner_iter))
+    holder[0], m = p_encoder_step(holder[0], b, inner_key, i)
+    return m["loss_sum"], m["num_tokens"]
+
+  n = steps.aggressive_inner_loop(run_step, window=aggressive.window,
+                                  max_steps=aggressive.max_inner_steps)
+  aggr["inner_steps"].append(n)
+  return holder[0]
+
+
 def write_samples(model, params, vocab, splits, config, sample_key, workdir):
   """Prior samples (greedy from z ~ N(0, I)) and reconstructions (greedy from the
   posterior mean) of the first validation sentences, to samples.txt and the log."""
@@ -155,8 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     info["step"], info["metric"], info["value"],
                     info["last_good_checkpoint"])
 
-  with parallel.process_zero_first("prepare_data"):  # shared TFDS dir and vocab.json
-    vocab, splits = prepare_data(config, workdir)
+  vocab, splits = prepare_data(config, workdir)
   if jax.process_index() == 0:
     workdir_lib.save_config(config, workdir)
   model = models.create_model(config.model, len(vocab))
@@ -174,12 +198,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches)
   train_iter = iter(train_source)
 
+  aggressive = _aggressive_config(config)
+  aggr = {"active": bool(aggressive), "prev_mi": None, "inner_steps": []}
+  inner_iter = None
+  if aggressive:  # the inner steps' fresh batches: a second, independent iterator
+    inner_iter = iter(pipeline.train_dataset(
+        splits["train"], global_batch_size=config.train.batch_size, seed=config.seed + 1,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches))
+
   ckpt = checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)
   start_step = 0
   latest = ckpt.latest_step()
   if latest is not None:
     state, data_state, meta = ckpt.restore(latest, state)
     train_iter.set_state(data_state)
+    if aggressive and "aggressive" in meta:
+      aggr.update(active=meta["aggressive"]["active"], prev_mi=meta["aggressive"]["prev_mi"])
+      inner_iter.set_state(meta["aggressive"]["inner_data"])
     start_step = int(state.step)
     logging.info("Resuming from step %d (checkpoint %s)", start_step,
                  os.path.join(ckpt.directory, str(latest)))
@@ -195,7 +231,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if start_step == 0:
     writer.write_hparams(_flat_hparams(config))
 
-  p_train_step = steps.pmap_train_step(config.train.kl_schedule)
+  p_train_step = steps.pmap_train_step(config.train)
+  if aggressive:
+    p_decoder_step = steps.pmap_train_step(config.train, parts=("decoder",))
+    p_encoder_step = steps.pmap_encoder_step(config.train)
+    inner_key = steps.inner_key(train_key)
+  pretrain_steps = int(config.train.get("pretrain_steps", 0) or 0)
   state = steps.replicate(state)
   num_steps = config.train.num_steps
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
@@ -203,7 +244,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   def run_eval(split_name):
     # IW-NLL with a small K, ELBO, KL, MI and AU: the curves show MI and AU over time.
     return evaluation.evaluate_split(
-        model, state.params, splits[split_name],
+        model, state.variables(), splits[split_name],
         num_samples=config.train.eval_importance_samples,
         batch_size=config.train.eval_batch_size, key=eval_key,
         pad_multiple=config.data.pad_multiple)
@@ -211,14 +252,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   def save(step):
     meta = {"step": step, "vocab_size": len(vocab), "config": json.loads(config.to_json())}
     meta["vocab_sha256"] = workdir_lib.vocab_digest(vocab.tokens)
+    if aggressive:  # exact resume: the switch, the last MI and the inner batches
+      meta["aggressive"] = {"active": aggr["active"], "prev_mi": aggr["prev_mi"],
+                            "inner_data": inner_iter.get_state()}
     writer.flush()  # every metric up to `step` is on disk before checkpoint `step`
     ckpt.save(step, steps.unreplicate(state), train_iter.get_state(), meta)
 
   window, window_start, last_valid = [], time.time(), {}
   for step in range(start_step + 1, num_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      if pretrain_steps and step == pretrain_steps + 1:
+        # Li et al. 2019: the autoencoder phase is over; fresh decoder, VAE from here.
+        state = steps.replicate(steps.reinit_decoder(
+            steps.unreplicate(state), model, init_key, config.train))
+        logging.info("Step %d: autoencoder pretraining done (%d steps); decoder "
+                     "re-initialised", step, pretrain_steps)
       batch = parallel.shard(next(train_iter))
-      state, metrics = p_train_step(state, batch, train_key)
+      if aggressive and aggr["active"]:
+        state = _aggressive_inner(state, batch, inner_iter, p_encoder_step, inner_key,
+                                  aggressive, aggr)
+        state, metrics = p_decoder_step(state, batch, train_key)
+      else:
+        state, metrics = p_train_step(state, batch, train_key)
     window.append(metrics)
     report(step)
     is_last = step == num_steps
@@ -227,6 +282,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if step % config.train.log_every_steps == 0 or do_eval or do_ckpt:
       fetched = _fetch_window(window, step - len(window) + 1, ckpt.latest_step(), workdir)
       scalars, sums = _train_scalars(fetched)
+      if aggressive:
+        scalars["train/aggressive"] = float(aggr["active"])
+        if aggr["inner_steps"]:
+          scalars["train/inner_steps"] = float(np.mean(aggr["inner_steps"]))
+        aggr["inner_steps"] = []
       elapsed = time.time() - window_start
       scalars["train/tokens_per_s"] = sums["num_tokens"] / elapsed
       writer.write_scalars(step, scalars)
@@ -235,6 +295,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       with report.timed("eval"):
         valid = run_eval("valid")
       last_valid = valid
+      if aggressive and aggr["active"]:
+        aggr["active"] = steps.aggressive_still_on(True, aggr["prev_mi"], valid["mi"])
+        if not aggr["active"]:
+          logging.info("Step %d: validation MI %.4f did not increase (previous %s): "
+                       "aggressive training switched off", step, valid["mi"], aggr["prev_mi"])
+        aggr["prev_mi"] = float(valid["mi"])
       writer.write_scalars(step, {f"valid/{k}": v for k, v in valid.items()
                                   if isinstance(v, (int, float))})
     if do_ckpt:
@@ -253,7 +319,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     results["test"] = run_eval("test")
     writer.write_scalars(final_step, {f"test/{k}": v for k, v in results["test"].items()
                                       if isinstance(v, (int, float))})
-    params = steps.unreplicate(state).params
+    params = steps.unreplicate(state).variables()
     write_samples(model, params, vocab, splits, config, sample_key, workdir)
     if jax.process_index() == 0:
       with open(os.path.join(workdir, "final_metrics.json"), "w", encoding="utf-8") as f:
