@@ -180,7 +180,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     info["step"], info["metric"], info["value"],
                     info["last_good_checkpoint"])
 
-  vocab, splits = prepare_data(config, workdir)
+  with parallel.process_zero_first("prepare_data"):  # shared TFDS dir and vocab.json
+    vocab, splits = prepare_data(config, workdir)
   if jax.process_index() == 0:
     workdir_lib.save_config(config, workdir)
   model = models.create_model(config.model, len(vocab))
