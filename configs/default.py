@@ -62,4 +62,16 @@ def get_config():
   config.train.kl_schedule.num_cycles = 4
   config.train.kl_schedule.cycle_steps = 1000
   config.train.kl_schedule.ratio = 0.5
+
+  # Posterior-collapse remedies, all off here (variants in configs/ptb.py; see
+  # textvae/objectives.py and steps.py).
+  config.model.bn_gamma = 0.0             # BN-VAE fixed scale on the posterior mean (0 = off)
+  config.train.pretrain_steps = 0         # autoencoder steps before the VAE (decoder reset)
+  config.train.free_bits = ml_collections.ConfigDict()
+  config.train.free_bits.kind = "none"    # none | per_dim | batch
+  config.train.free_bits.target = 0.0     # total free nats (per_dim: target / latent_dim each)
+  config.train.aggressive = ml_collections.ConfigDict()
+  config.train.aggressive.enabled = False
+  config.train.aggressive.window = 10     # inner steps per loss comparison
+  config.train.aggressive.max_inner_steps = 100
   return config

@@ -70,7 +70,6 @@ the measured tokens/s; 30 epochs take several hours there (aggressive training
 costs several times more while it is on).
 """
 
-import ml_collections
 
 from configs import default
 
@@ -79,22 +78,8 @@ VARIANTS = ("lm", "vae", "bowman", "cyclical", "freebits", "pretrain_fb", "aggre
             "bnvae", "svae")
 
 
-def add_collapse_fields(config):
-  """The posterior-collapse fields, all off (see textvae/objectives.py, steps.py)."""
-  config.model.bn_gamma = 0.0             # BN-VAE fixed scale on the posterior mean (0 = off)
-  config.train.pretrain_steps = 0         # autoencoder steps before the VAE (decoder reset)
-  config.train.free_bits = ml_collections.ConfigDict()
-  config.train.free_bits.kind = "none"    # none | per_dim | batch
-  config.train.free_bits.target = 0.0     # total free nats (per_dim: target / latent_dim each)
-  config.train.aggressive = ml_collections.ConfigDict()
-  config.train.aggressive.enabled = False
-  config.train.aggressive.window = 10     # inner steps per loss comparison
-  config.train.aggressive.max_inner_steps = 100
-  return config
-
-
 def get_config(variant: str = "vae"):
-  config = add_collapse_fields(default.get_config())
+  config = default.get_config()
   config.data.name = "ptb"
   config.data.max_length = 100  # longer than any PTB sentence (82 + </s>): nothing truncated
   config.model.embed_dim = 256

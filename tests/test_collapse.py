@@ -287,7 +287,7 @@ def test_training_loop_with_every_remedy(tmp_path):
   """A tiny run with BN-VAE, free bits, 4 autoencoder steps and aggressive
   training: the decoder is fresh exactly at step 5, the aggressive state is in
   the checkpoints, and evaluation runs with the running statistics."""
-  config = ptb.add_collapse_fields(default.get_config())
+  config = default.get_config()
   config.data.tfds_data_dir = str(tmp_path / "tfds")
   config.data.synthetic_num_train = 320
   config.data.pad_multiple = 16

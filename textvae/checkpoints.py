@@ -91,6 +91,20 @@ class Checkpointer:
         meta=ocp.args.JsonRestore()))
     return _to_local(out.state), out.data, out.meta
 
+  def restore_variables(self, step: int, params_like, batch_stats_like=None) -> dict:
+    """Only the model's variables ({'params'[, 'batch_stats']}) of a checkpoint's
+    state, whatever its optimizer state looks like: what evaluation and
+    generation need, and robust to optimizer changes between versions."""
+    target = {"params": params_like}
+    if batch_stats_like:
+      target["batch_stats"] = batch_stats_like
+    out = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+            _restore_target(target),
+            restore_args=ocp.checkpoint_utils.construct_restore_args(_restore_target(target)),
+            partial_restore=True)))
+    return _to_local(out.state)
+
   def restore_meta(self, step: int) -> dict:
     return self.manager.restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore())).meta

@@ -46,10 +46,13 @@ def load(workdir: str, step: int | None = None) -> Trained:
       raise ValueError(f"no checkpoint at step {step} in {ckpt.directory}; "
                        f"available: {sorted(available)}")
     template = steps.create_train_state(model, jax.random.key(0), config.train)
-    state, _, _ = ckpt.restore(step, template)
+    # Model variables only: the optimizer state is not needed to evaluate or generate.
+    restored = ckpt.restore_variables(step, template.params, template.batch_stats)
   finally:
     ckpt.close()
   # `params`: the parameter tree; for a BN-VAE the variables {"params", "batch_stats"}
   # (evaluation and decoding accept either, see models.as_variables).
-  return Trained(config, vocab, model, state.variables() if state.batch_stats else state.params,
-                 int(step), workdir)
+  params = restored["params"]
+  if restored.get("batch_stats"):
+    params = {"params": params, "batch_stats": restored["batch_stats"]}
+  return Trained(config, vocab, model, params, int(step), workdir)
