@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from configs import default
+from test_train import tiny_config
 from textvae import decoding
 from textvae import generate
 from textvae import reconstruction
@@ -24,21 +24,8 @@ def tiny_workdir(tmp_path_factory):
   root = tmp_path_factory.getbasetemp() / "tiny_generation_workdir"
   workdir = str(root / "run")
   if not os.path.exists(os.path.join(workdir, "final_metrics.json")):
-    config = default.get_config()
-    config.data.tfds_data_dir = str(root / "tfds")
-    config.data.synthetic_num_train = 640
-    config.data.pad_multiple = 8
-    config.model.embed_dim, config.model.hidden_dim, config.model.latent_dim = 16, 32, 4
-    config.train.batch_size = 16
-    config.train.eval_batch_size = 200
-    config.train.eval_importance_samples = 2
-    config.train.learning_rate = 1e-2
-    config.train.num_steps = 60
-    config.train.log_every_steps = 20
-    config.train.eval_every_steps = 30
-    config.train.checkpoint_every_steps = 60
-    config.train.kl_schedule.warmup_steps = 30
-    config.train.num_samples = 2
+    config = tiny_config(root, num_steps=60, eval_importance_samples=2, log_every_steps=20,
+                         checkpoint_every_steps=60, num_samples=2)
     train.train_and_evaluate(config, workdir)
   return workdir
 

@@ -28,18 +28,24 @@ from textvae import steps
 from textvae.data import pipeline
 from textvae.data import sources
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A textvae training workdir.")
-_SPLIT = flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Split to evaluate.")
-_K = flags.DEFINE_integer("num_importance_samples", 500, "K for the IW-NLL estimate.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Sentences per batch (global).")
-_CHUNK = flags.DEFINE_integer("chunk_size", 50, "Importance samples decoded at once.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
-_RECON = flags.DEFINE_bool("reconstruction", True, "Also score greedy reconstructions from "
-                            "the posterior mean: corpus BLEU and token accuracy (VAE only).")
-_SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Override config.data.source_dir "
-                                  "(the corpus moved).")
-flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The CLI's flags, defined only when it runs as a program (so that tests can
+  import several CLIs into one process)."""
+  flags.DEFINE_string("workdir", None, "A textvae training workdir.")
+  flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Split to evaluate.")
+  flags.DEFINE_integer("num_importance_samples", 500, "K for the IW-NLL estimate.")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_integer("batch_size", 32, "Sentences per batch (global).")
+  flags.DEFINE_integer("chunk_size", 50, "Importance samples decoded at once.")
+  flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
+  flags.DEFINE_bool("reconstruction", True, "Also score greedy reconstructions from "
+                              "the posterior mean: corpus BLEU and token accuracy (VAE only).")
+  flags.DEFINE_string("source_dir", None, "Override config.data.source_dir "
+                                    "(the corpus moved).")
+  flags.mark_flag_as_required("workdir")
 
 KEYS = ("iw_nll", "elbo", "recon", "kl", "mi", "au", "ppl", "ppl_elbo", "num_sentences",
         "num_tokens", "num_importance_samples", "seconds")
@@ -82,14 +88,15 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  out = evaluate_workdir(_WORKDIR.value, split=_SPLIT.value, num_samples=_K.value,
-                         step=_STEP.value, batch_size=_BATCH.value, chunk_size=_CHUNK.value,
-                         seed=_SEED.value, source_dir=_SOURCE_DIR.value,
-                         reconstruction=_RECON.value)
+  out = evaluate_workdir(FLAGS.workdir, split=FLAGS.split, num_samples=FLAGS.num_importance_samples,
+                         step=FLAGS.step, batch_size=FLAGS.batch_size, chunk_size=FLAGS.chunk_size,
+                         seed=FLAGS.seed, source_dir=FLAGS.source_dir,
+                         reconstruction=FLAGS.reconstruction)
   extra = ("bleu", "token_accuracy", "exact_match")
   sys.stdout.write(json.dumps({k: out[k] for k in KEYS + extra if k in out}) + "\n")
   sys.stdout.flush()
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -32,30 +32,36 @@ import numpy as np
 from textvae import decoding
 from textvae import restore
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A textvae training workdir.")
-_MODE = flags.DEFINE_enum("mode", "sample", ["sample", "reconstruct", "interpolate"],
-                          "What to generate.")
-_NUM = flags.DEFINE_integer("num", 10, "sample: sentences; reconstruct: validation "
-                            "sentences when no --inputs; interpolate: points on the path.")
-_STRATEGY = flags.DEFINE_enum("strategy", "greedy", list(decoding.STRATEGIES),
-                              "Decoding strategy.")
-_TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Softmax temperature (sample, top_k, "
-                                  "top_p).")
-_TOP_K = flags.DEFINE_integer("top_k", 10, "k of top-k sampling.")
-_TOP_P = flags.DEFINE_float("top_p", 0.9, "p of nucleus (top-p) sampling.")
-_BEAM_SIZE = flags.DEFINE_integer("beam_size", 4, "Beams of beam search.")
-_LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 1.0, "Beam score = log p / length ** "
-                                     "length_penalty (0: no normalisation).")
-_MAX_LENGTH = flags.DEFINE_integer("max_length", None, "Most tokens per output, </s> "
-                                   "included (default: config.data.max_length).")
-_INPUTS = flags.DEFINE_string("inputs", None, "Input sentences separated by '|'.")
-_POSTERIOR = flags.DEFINE_enum("posterior", "mean", ["mean", "sample"],
-                               "reconstruct from the posterior mean or one sample.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of z and of the sampling strategies.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-_SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Override config.data.source_dir "
-                                  "(default inputs come from the validation split).")
-flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The CLI's flags, defined only when it runs as a program (so that tests can
+  import several CLIs into one process)."""
+  flags.DEFINE_string("workdir", None, "A textvae training workdir.")
+  flags.DEFINE_enum("mode", "sample", ["sample", "reconstruct", "interpolate"],
+                            "What to generate.")
+  flags.DEFINE_integer("num", 10, "sample: sentences; reconstruct: validation "
+                              "sentences when no --inputs; interpolate: points on the path.")
+  flags.DEFINE_enum("strategy", "greedy", list(decoding.STRATEGIES),
+                                "Decoding strategy.")
+  flags.DEFINE_float("temperature", 1.0, "Softmax temperature (sample, top_k, "
+                                    "top_p).")
+  flags.DEFINE_integer("top_k", 10, "k of top-k sampling.")
+  flags.DEFINE_float("top_p", 0.9, "p of nucleus (top-p) sampling.")
+  flags.DEFINE_integer("beam_size", 4, "Beams of beam search.")
+  flags.DEFINE_float("length_penalty", 1.0, "Beam score = log p / length ** "
+                                       "length_penalty (0: no normalisation).")
+  flags.DEFINE_integer("max_length", None, "Most tokens per output, </s> "
+                                     "included (default: config.data.max_length).")
+  flags.DEFINE_string("inputs", None, "Input sentences separated by '|'.")
+  flags.DEFINE_enum("posterior", "mean", ["mean", "sample"],
+                                 "reconstruct from the posterior mean or one sample.")
+  flags.DEFINE_integer("seed", 0, "Seed of z and of the sampling strategies.")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_string("source_dir", None, "Override config.data.source_dir "
+                                    "(default inputs come from the validation split).")
+  flags.mark_flag_as_required("workdir")
 
 
 def encode_inputs(vocab, sentences, max_length: int):
@@ -119,21 +125,21 @@ def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if _NUM.value < 1:
-    raise app.UsageError(f"--num={_NUM.value}: must be at least 1")
+  if FLAGS.num < 1:
+    raise app.UsageError(f"--num={FLAGS.num}: must be at least 1")
   inputs = None
-  if _INPUTS.value is not None:
-    inputs = [s.strip() for s in _INPUTS.value.split("|")]
+  if FLAGS.inputs is not None:
+    inputs = [s.strip() for s in FLAGS.inputs.split("|")]
     if not all(inputs):
-      raise app.UsageError(f"--inputs={_INPUTS.value!r} holds an empty sentence")
-  trained = restore.load(_WORKDIR.value, _STEP.value)
+      raise app.UsageError(f"--inputs={FLAGS.inputs!r} holds an empty sentence")
+  trained = restore.load(FLAGS.workdir, FLAGS.step)
   logging.info("Loaded %s at step %d (%s)", trained.workdir, trained.step,
                trained.config.model.kind)
   lines, warnings = run(
-      trained, _MODE.value, num=_NUM.value, inputs=inputs, seed=_SEED.value,
-      max_length=_MAX_LENGTH.value, posterior=_POSTERIOR.value, source_dir=_SOURCE_DIR.value,
-      strategy=_STRATEGY.value, temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
-      top_p=_TOP_P.value, beam_size=_BEAM_SIZE.value, length_penalty=_LENGTH_PENALTY.value)
+      trained, FLAGS.mode, num=FLAGS.num, inputs=inputs, seed=FLAGS.seed,
+      max_length=FLAGS.max_length, posterior=FLAGS.posterior, source_dir=FLAGS.source_dir,
+      strategy=FLAGS.strategy, temperature=FLAGS.temperature, top_k=FLAGS.top_k,
+      top_p=FLAGS.top_p, beam_size=FLAGS.beam_size, length_penalty=FLAGS.length_penalty)
   for w in warnings:
     logging.warning("%s", w)
     sys.stderr.write(f"warning: {w}\n")
@@ -143,4 +149,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
