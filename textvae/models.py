@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from textvae import gru as gru_lib
+from textvae import output_layer
 from textvae.data.vocab import PAD_ID, UNK_ID
 
 Array = Any
@@ -59,20 +61,15 @@ class GRU(nn.Module):
     return self.run(xproj, h0_BxH, mask_BxT)
 
   def run(self, xproj_BxTx3H: Array, h0_BxH: Array, mask_BxT: Array | None = None):
-    """The recurrence alone, over precomputed input projections."""
+    """The recurrence alone, over precomputed input projections
+    (`gru.recurrence`: a `lax.scan` with a written-out backward pass)."""
     xproj_TxBx3H = jnp.swapaxes(xproj_BxTx3H, 0, 1)
     if mask_BxT is None:
       mask_BxT = jnp.ones(xproj_BxTx3H.shape[:2], bool)
     mask_TxB = jnp.swapaxes(mask_BxT, 0, 1)
-
-    def step(h, inputs):
-      xp, m = inputs
-      h_new = self.cell(h, xp)
-      h_new = jnp.where(m[:, None], h_new, h)
-      return h_new, h_new
-
-    h_last, hs_TxBxH = jax.lax.scan(step, h0_BxH, (xproj_TxBx3H, mask_TxB))
-    return jnp.swapaxes(hs_TxBxH, 0, 1), h_last
+    hs_TxBxH = gru_lib.recurrence(xproj_TxBx3H, h0_BxH, mask_TxB,
+                                  self.recurrent_kernel, self.recurrent_bias)
+    return jnp.swapaxes(hs_TxBxH, 0, 1), hs_TxBxH[-1]
 
 
 def row_keys(key, row_ids_B):
@@ -284,10 +281,25 @@ class GRUDecoder(nn.Module):
     target_logit = jnp.sum(hs_BxTxH * w_target, axis=-1) + self.output_bias[targets_BxT]
     return jax.nn.logsumexp(logits, axis=-1) - target_logit
 
+  def weighted_token_nll(self, hs_BxTxH: Array, targets_BxT: Array,
+                         token_weights_BxT: Array):
+    """Training's fused output layer (`output_layer.weighted_nll`): the
+    differentiable sum of token_weights * NLL and the per-token NLL [B, T]
+    (not differentiable)."""
+    B, T, H = hs_BxTxH.shape
+    total, nll = output_layer.weighted_nll(
+        hs_BxTxH.reshape(B * T, H), self.output_kernel, self.output_bias,
+        targets_BxT.reshape(B * T), token_weights_BxT.reshape(B * T))
+    return total, nll.reshape(B, T)
+
   def __call__(self, inputs_BxT, targets_BxT, z_BxZ=None, *, deterministic=True,
-               row_ids_B=None):
+               row_ids_B=None, token_weights_BxT=None):
+    """Per-token NLL [B, T]; with `token_weights_BxT`, (sum of weights * NLL,
+    per-token NLL) through the fused output layer (training)."""
     hs = self.hidden_states(inputs_BxT, z_BxZ, deterministic=deterministic,
                             row_ids_B=row_ids_B)
+    if token_weights_BxT is not None:
+      return self.weighted_token_nll(hs, targets_BxT, token_weights_BxT)
     return self.token_nll(hs, targets_BxT)
 
   def nll_for_samples(self, inputs_BxT: Array, targets_BxT: Array, z_CxBxZ: Array) -> Array:
@@ -319,6 +331,14 @@ class GRUDecoder(nn.Module):
     return h, h @ self.output_kernel.T + self.output_bias
 
 
+def _nll_outputs(out) -> dict:
+  """The decoder's output as model outputs: 'nll_BxT', plus 'recon_loss' (the
+  differentiable sum of token_weights * NLL) when training passed weights."""
+  if isinstance(out, tuple):
+    return {"recon_loss": out[0], "nll_BxT": out[1]}
+  return {"nll_BxT": out}
+
+
 class TextVAE(nn.Module):
   """The sentence VAE of Bowman et al. (2016) with a GRU encoder and decoder."""
   vocab_size: int
@@ -340,7 +360,7 @@ class TextVAE(nn.Module):
     return self.encoder(tokens_BxT, deterministic)
 
   def __call__(self, tokens_BxT, inputs_BxT, *, deterministic: bool = True,
-               row_ids_B=None):
+               row_ids_B=None, token_weights_BxT=None):
     """Per-token NLL of the targets under one reparameterised z ~ q(z|x).
 
     The noise comes from the 'latent' RNG stream; word and embedding dropout
@@ -352,9 +372,9 @@ class TextVAE(nn.Module):
     mu, logvar = self.encoder(tokens_BxT, deterministic)
     eps = row_normal(self.make_rng("latent"), row_ids_B, self.latent_dim)
     z = mu + jnp.exp(0.5 * logvar) * eps.astype(mu.dtype)
-    nll = self.decoder(inputs_BxT, tokens_BxT, z, deterministic=deterministic,
-                       row_ids_B=row_ids_B)
-    return {"nll_BxT": nll, "mu_BxZ": mu, "logvar_BxZ": logvar, "z_BxZ": z}
+    out = self.decoder(inputs_BxT, tokens_BxT, z, deterministic=deterministic,
+                       row_ids_B=row_ids_B, token_weights_BxT=token_weights_BxT)
+    return {**_nll_outputs(out), "mu_BxZ": mu, "logvar_BxZ": logvar, "z_BxZ": z}
 
   def decode_nll(self, tokens_BxT, inputs_BxT, z_BxZ):
     """-log p(x_t | x_<t, z) per token for a given z (evaluation)."""
@@ -390,11 +410,11 @@ class RNNLM(nn.Module):
     return empty, empty
 
   def __call__(self, tokens_BxT, inputs_BxT, *, deterministic: bool = True,
-               row_ids_B=None):
-    nll = self.decoder(inputs_BxT, tokens_BxT, None, deterministic=deterministic,
-                       row_ids_B=row_ids_B)
-    empty = jnp.zeros((tokens_BxT.shape[0], 0), nll.dtype)
-    return {"nll_BxT": nll, "mu_BxZ": empty, "logvar_BxZ": empty, "z_BxZ": empty}
+               row_ids_B=None, token_weights_BxT=None):
+    out = self.decoder(inputs_BxT, tokens_BxT, None, deterministic=deterministic,
+                       row_ids_B=row_ids_B, token_weights_BxT=token_weights_BxT)
+    empty = jnp.zeros((tokens_BxT.shape[0], 0), jnp.float32)
+    return {**_nll_outputs(out), "mu_BxZ": empty, "logvar_BxZ": empty, "z_BxZ": empty}
 
   def decode_nll(self, tokens_BxT, inputs_BxT, z_BxZ=None):
     return self.decoder(inputs_BxT, tokens_BxT, None, deterministic=True)

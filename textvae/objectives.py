@@ -63,15 +63,34 @@ def elbo_terms(outputs, tokens_BxT):
   """Per-sentence reconstruction NLL, KL and its per-dimension split."""
   recon_B = reconstruction_nll(outputs["nll_BxT"], tokens_BxT)
   kl_BxZ = gaussian_kl_per_dim(outputs["mu_BxZ"], outputs["logvar_BxZ"])
-  return {"recon_B": recon_B, "kl_B": jnp.sum(kl_BxZ, axis=-1), "kl_BxZ": kl_BxZ,
-          "num_tokens_B": jnp.sum(token_mask(tokens_BxT), axis=-1)}
+  terms = {"recon_B": recon_B, "kl_B": jnp.sum(kl_BxZ, axis=-1), "kl_BxZ": kl_BxZ,
+           "num_tokens_B": jnp.sum(token_mask(tokens_BxT), axis=-1)}
+  if "recon_loss" in outputs:
+    terms["recon_loss"] = outputs["recon_loss"]
+  return terms
+
+
+def recon_token_weights(tokens_BxT, weights_B):
+  """d(mean weighted reconstruction)/d(token NLL): weights_B[b] * mask[b, t] /
+  max(sum(weights_B), 1). Training passes these to the model, whose fused
+  output layer then returns `mean_reconstruction` directly as 'recon_loss'."""
+  denom = jnp.maximum(jnp.sum(weights_B), 1.0)
+  return weights_B[:, None] * token_mask(tokens_BxT) / denom
+
+
+def mean_reconstruction(terms, weights_B):
+  """sum_b weights_B[b] * recon_B[b] / max(sum(weights_B), 1); taken from the
+  fused output layer ('recon_loss') when the model computed it."""
+  if "recon_loss" in terms:
+    return terms["recon_loss"]
+  return jnp.sum(weights_B * terms["recon_B"]) / jnp.maximum(jnp.sum(weights_B), 1.0)
 
 
 def training_loss(terms, weights_B, beta):
   """Mean over (weighted) sentences of recon + beta * KL: the negative
   beta-ELBO per sentence, the quantity minimised."""
-  per_sentence = terms["recon_B"] + beta * terms["kl_B"]
-  return jnp.sum(weights_B * per_sentence) / jnp.maximum(jnp.sum(weights_B), 1.0)
+  kl = jnp.sum(weights_B * terms["kl_B"]) / jnp.maximum(jnp.sum(weights_B), 1.0)
+  return mean_reconstruction(terms, weights_B) + beta * kl
 
 
 FREE_BITS_KINDS = ("none", "per_dim", "batch")
@@ -118,8 +137,7 @@ def free_bits_kl(kl_BxZ, weights_B, free_bits_config, axis_name=None):
 def free_bits_loss(terms, weights_B, beta, free_bits_config, axis_name=None):
   """Mean reconstruction NLL + beta * the free-bits KL term (`free_bits_kl`);
   equals `training_loss` for kind 'none'."""
-  denom = jnp.maximum(jnp.sum(weights_B), 1.0)
-  recon = jnp.sum(weights_B * terms["recon_B"]) / denom
+  recon = mean_reconstruction(terms, weights_B)
   return recon + beta * free_bits_kl(terms["kl_BxZ"], weights_B, free_bits_config, axis_name)
 
 

@@ -146,6 +146,15 @@ def global_row_ids(batch_size: int):
   return lax.axis_index(AXIS) * batch_size + jnp.arange(batch_size)
 
 
+def pmean_grads(grads):
+  """`lax.pmean` over the devices; skipped when the step runs on one device,
+  where XLA would still copy every gradient through a 1-replica all-reduce
+  (about 3 ms per step for 9M parameters on the 2-core CPU)."""
+  if lax.axis_size(AXIS) == 1:
+    return grads
+  return lax.pmean(grads, AXIS)
+
+
 def _sums(terms, weights_B):
   """Sums over this device's sentences, the numerators of every reported figure."""
   return {"num_sentences": jnp.sum(weights_B),
@@ -166,11 +175,13 @@ def _loss_and_grads(state, batch, rngs, beta, train_config):
   tokens, inputs, weights = batch["tokens_BxT"], batch["inputs_BxT"], batch["weights_B"]
   row_ids = global_row_ids(tokens.shape[0])
   fb = _free_bits(train_config)
+  token_weights = objectives.recon_token_weights(tokens, weights)
 
   def loss_fn(params):
     outputs, mutated = state.apply_fn(
         _variables(params, state.batch_stats), tokens, inputs, deterministic=False,
-        row_ids_B=row_ids, rngs=rngs, mutable=["batch_stats"])
+        row_ids_B=row_ids, token_weights_BxT=token_weights, rngs=rngs,
+        mutable=["batch_stats"])
     terms = objectives.elbo_terms(outputs, tokens)
     if fb is None:
       loss = objectives.training_loss(terms, weights, beta)
@@ -179,7 +190,7 @@ def _loss_and_grads(state, batch, rngs, beta, train_config):
     return loss, (terms, mutated.get("batch_stats", {}))
 
   (loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  grads = lax.pmean(grads, AXIS)
+  grads = pmean_grads(grads)
   return loss, terms, dict(batch_stats) if batch_stats else state.batch_stats, grads
 
 
