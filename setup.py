@@ -30,5 +30,7 @@ setuptools.setup(
         "test": ["pytest>=8", "pytest-xdist",
                  # notebooks/analysis.ipynb, run headless by tests/test_notebook.py
                  "nbclient", "nbformat", "ipykernel", "matplotlib"],
+        # benchmarks/torch_reference.py only (the CPU build on the registry here)
+        "bench": ["torch==2.13.0"],
     },
 )

@@ -1,0 +1,253 @@
+"""Plain-PyTorch reference of textvae's training step, for a throughput comparison.
+
+  pip install torch==2.13.0   # or: pip install -e .[bench]; the CPU build here
+  PYTHONPATH=. python benchmarks/torch_reference.py --config=configs/ptb.py:svae \
+      --data_dir=../shared/data/ptb --steps=200
+  PYTHONPATH=. python benchmarks/torch_reference.py --config=configs/ptb.py:svae \
+      --data_dir=../shared/data/ptb --steps=200 --compare --repeats=3
+
+The model of textvae.models.TextVAE in PyTorch: separate encoder and decoder
+embeddings, nn.GRU encoder over the packed target tokens whose last state gives
+mu and logvar, z = mu + exp(logvar / 2) eps, decoder state h0 = tanh(W z + b),
+decoder nn.GRU over packed [embedding(inputs); z], output layer on the packed
+(real) positions only; loss = (summed token NLL + beta * KL) / B with textvae's
+linear KL warm-up, global gradient-norm clipping and Adam from config.train.
+It trains on exactly textvae's batches (the config's length-bucketed grain
+pipeline, `--skip` as in benchmarks/train_throughput.py).
+
+`--warmup` steps run first (their wall time is reported as compile_s); then the
+iterator is rebuilt and `--steps` steps are timed, the numpy-to-tensor
+conversion and the input pipeline included. Prints one JSON object as its last
+line, with the keys of benchmarks/train_throughput.py: tokens_per_s (real
+tokens, </s> counted, padding excluded), step_ms, compile_s, peak_rss_mb.
+
+`--compare` runs benchmarks/train_throughput.py and this script (without
+--compare) alternately, `--repeats` times each, one subprocess at a time with
+the same config, data and steps, and prints the medians and their ratio
+(textvae / torch) as its last line, with `other_cores` per run: the cores that
+other processes used meanwhile. Compare on an otherwise idle machine: with
+threads = cores, PyTorch's OpenMP steps slow down several times as soon as
+another process takes a core (on 2 cores: 4,400 -> 600 tokens/s).
+"""
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import rnn as rnn_utils
+
+from textvae.data import pipeline
+from textvae.data import sources
+from textvae.data import vocab as vocab_lib
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defined only when run as a program (tests import the module)."""
+  config_flags.DEFINE_config_file("config", "configs/ptb.py:svae", "Training config.",
+                                  lock_config=True)
+  flags.DEFINE_string("data_dir", None, "Corpus folder (config.data.source_dir).")
+  flags.DEFINE_integer("steps", 200, "Steps measured after the warm-up.")
+  flags.DEFINE_integer("skip", 0, "Batches skipped before measuring.")
+  flags.DEFINE_integer("warmup", 10, "Untimed steps before measuring.")
+  flags.DEFINE_bool("compare", False, "Run train_throughput.py and this script alternately.")
+  flags.DEFINE_integer("repeats", 3, "--compare: runs of each.")
+
+
+class SentenceVAE(nn.Module):
+  """textvae.models.TextVAE with nn.GRU over packed sequences."""
+
+  def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim):
+    super().__init__()
+    self.enc_embed = nn.Embedding(vocab_size, embed_dim)
+    self.enc_gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
+    self.posterior = nn.Linear(hidden_dim, 2 * latent_dim)
+    self.dec_embed = nn.Embedding(vocab_size, embed_dim)
+    self.init_state = nn.Linear(latent_dim, hidden_dim)
+    self.dec_gru = nn.GRU(embed_dim + latent_dim, hidden_dim, batch_first=True)
+    self.output = nn.Linear(hidden_dim, vocab_size)
+
+  def forward(self, tokens_BxT, inputs_BxT, lengths_B):
+    """Summed NLL of the real target tokens and summed KL, over the batch."""
+    pack = lambda x: rnn_utils.pack_padded_sequence(
+        x, lengths_B, batch_first=True, enforce_sorted=False)
+    _, h_last = self.enc_gru(pack(self.enc_embed(tokens_BxT)))  # [1, B, H], batch order
+    mu, logvar = self.posterior(h_last[0]).chunk(2, dim=-1)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    h0 = torch.tanh(self.init_state(z))[None]
+    T = inputs_BxT.shape[1]
+    x = torch.cat([self.dec_embed(inputs_BxT), z[:, None, :].expand(-1, T, -1)], dim=-1)
+    hs, _ = self.dec_gru(pack(x), h0)
+    nll = F.cross_entropy(self.output(hs.data), pack(tokens_BxT).data, reduction="sum")
+    kl = 0.5 * torch.sum(mu.square() + logvar.exp() - 1.0 - logvar)
+    return nll, kl
+
+
+def linear_kl_weight(step, schedule):
+  """textvae.objectives.kl_weight's linear warm-up (beta does not change speed)."""
+  if schedule.warmup_steps <= 0:
+    return schedule.max_weight
+  return schedule.max_weight * min(1.0, step / schedule.warmup_steps)
+
+
+def train_batches(config, skip=0):
+  """The vocabulary size and a function giving a fresh iterator over the
+  config's training batches, `skip` batches in (as train_throughput.py)."""
+  corpus = sources.load_splits(config.data, splits=("train",))["train"]
+  vocab = vocab_lib.Vocabulary.build(corpus.sentences, max_size=config.data.vocab_size,
+                                     min_count=config.data.min_count)
+  split = pipeline.encode("train", corpus.sentences, vocab, config.data.max_length)
+
+  def make_iter():
+    it = iter(pipeline.train_dataset(
+        split, global_batch_size=config.train.batch_size, seed=config.seed,
+        pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches))
+    for _ in range(skip):
+      next(it)
+    return it
+  return len(vocab), make_iter
+
+
+def benchmark(config, *, steps, warmup=10, skip=0):
+  threads = os.cpu_count()
+  torch.set_num_threads(threads)
+  torch.manual_seed(config.seed)
+  vocab_size, make_iter = train_batches(config, skip)
+  m, t = config.model, config.train
+  model = SentenceVAE(vocab_size, m.embed_dim, m.hidden_dim, m.latent_dim)
+  params = list(model.parameters())
+  optimizer = torch.optim.Adam(params, lr=t.learning_rate, betas=(t.adam_b1, t.adam_b2))
+  step = 0
+
+  def train_step(batch):
+    nonlocal step
+    tokens = torch.from_numpy(batch["tokens_BxT"]).long()
+    inputs = torch.from_numpy(batch["inputs_BxT"]).long()
+    lengths = (tokens != vocab_lib.PAD_ID).sum(1)
+    nll, kl = model(tokens, inputs, lengths)
+    loss = (nll + linear_kl_weight(step, t.kl_schedule) * kl) / tokens.shape[0]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if t.grad_clip > 0:
+      nn.utils.clip_grad_norm_(params, t.grad_clip)
+    optimizer.step()
+    step += 1
+    return nll, int(lengths.sum())
+
+  it = make_iter()
+  first_nll_per_token = None
+  start = time.time()
+  for i in range(warmup):
+    nll, n = train_step(next(it))
+    if i == 0:
+      first_nll_per_token = nll.item() / n
+  compile_s = time.time() - start
+
+  it = make_iter()
+  tokens = 0
+  start = time.time()
+  for _ in range(steps):
+    nll, n = train_step(next(it))
+    tokens += n
+  last_nll_per_token = nll.item() / n  # CPU ops are synchronous: nothing left to wait for
+  seconds = time.time() - start
+  return {"tokens_per_s": tokens / seconds, "step_ms": 1e3 * seconds / steps,
+          "compile_s": compile_s,
+          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+          "steps": steps, "tokens": tokens, "warmup": warmup, "framework": "torch",
+          "torch": torch.__version__, "threads": threads, "vocab_size": vocab_size,
+          "first_nll_per_token": first_nll_per_token,
+          "last_nll_per_token": last_nll_per_token}
+
+
+def _busy_cpu_s():
+  """CPU seconds used by every process on the machine so far (Linux), or None."""
+  try:
+    with open("/proc/stat", encoding="ascii") as f:
+      user, nice, system = map(int, f.readline().split()[1:4])
+  except (OSError, ValueError):
+    return None
+  return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s():
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
+def _last_json(cmd, env):
+  """The command's last stdout line as JSON, with `other_cores`: the cores that
+  other processes kept busy on average while it ran (contention makes the
+  PyTorch build's 2-thread OpenMP steps several times slower)."""
+  busy, own, start = _busy_cpu_s(), _children_cpu_s(), time.time()
+  out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
+  result = json.loads(out.strip().splitlines()[-1])
+  if busy is not None:
+    other = _busy_cpu_s() - busy - (_children_cpu_s() - own)
+    result["other_cores"] = max(0.0, other) / (time.time() - start)
+  return result
+
+
+def compare(config_args, *, steps, repeats, warmup=10, skip=0, data_dir=None):
+  """train_throughput.py and this script alternately, `repeats` times each, one
+  subprocess at a time; `config_args` are the --config flags passed to both."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      p for p in (os.path.dirname(here), os.environ.get("PYTHONPATH")) if p))
+  common = list(config_args) + [f"--steps={steps}", f"--skip={skip}"]
+  if data_dir:
+    common.append(f"--data_dir={data_dir}")
+  commands = {
+      "textvae": [sys.executable, os.path.join(here, "train_throughput.py")] + common,
+      "torch": [sys.executable, os.path.abspath(__file__), f"--warmup={warmup}"] + common}
+  runs = {"textvae": [], "torch": []}
+  for _ in range(repeats):
+    for name, cmd in commands.items():
+      runs[name].append(_last_json(cmd, env))
+  token_counts = {r["tokens"] for rs in runs.values() for r in rs}
+  if len(token_counts) != 1:
+    raise RuntimeError(f"the two benchmarks measured different batches: tokens {token_counts}")
+  median = lambda name, key: statistics.median(r[key] for r in runs[name])
+  tv, pt = median("textvae", "tokens_per_s"), median("torch", "tokens_per_s")
+  return {"textvae_tokens_per_s_median": tv, "torch_tokens_per_s_median": pt,
+          "ratio": tv / pt,
+          "textvae_runs": [r["tokens_per_s"] for r in runs["textvae"]],
+          "torch_runs": [r["tokens_per_s"] for r in runs["torch"]],
+          "textvae_step_ms_median": median("textvae", "step_ms"),
+          "torch_step_ms_median": median("torch", "step_ms"),
+          "textvae_other_cores": [r.get("other_cores") for r in runs["textvae"]],
+          "torch_other_cores": [r.get("other_cores") for r in runs["torch"]],
+          "steps": steps, "skip": skip, "tokens": token_counts.pop(), "repeats": repeats,
+          "jax": runs["textvae"][0]["jax"], "torch": runs["torch"][0]["torch"],
+          "threads": runs["torch"][0]["threads"]}
+
+
+def main(argv):
+  del argv
+  if FLAGS.compare:
+    config_args = [f"--config={config_flags.get_config_filename(FLAGS['config'])}"]
+    config_args += [a for a in sys.argv[1:] if a.startswith("--config.")]
+    out = compare(config_args, steps=FLAGS.steps, repeats=FLAGS.repeats,
+                  warmup=FLAGS.warmup, skip=FLAGS.skip, data_dir=FLAGS.data_dir)
+  else:
+    config = FLAGS.config
+    if FLAGS.data_dir:
+      config.data.source_dir = FLAGS.data_dir
+    out = benchmark(config, steps=FLAGS.steps, warmup=FLAGS.warmup, skip=FLAGS.skip)
+  sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
