@@ -48,8 +48,8 @@ def main(argv):
       pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches))
   model = models.create_model(config.model, len(vocab))
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
-  state = steps.replicate(steps.create_train_state(model, init_key, config.train))
-  p_step = steps.pmap_train_step(config.train.kl_schedule)
+  state = steps.place_state(steps.create_train_state(model, init_key, config.train))
+  p_step = steps.pmap_train_step(config.train)
 
   # Compile once per batch shape the measured window will use.
   it = make_iter()

@@ -115,14 +115,14 @@ def _train_config(free_bits):
 
 def _run(num_devices, model, cfg, batches):
   devices = jax.devices()[:num_devices]
-  state = steps.replicate(steps.create_train_state(model, jax.random.key(0), cfg), devices)
+  state = steps.place_state(steps.create_train_state(model, jax.random.key(0), cfg), devices)
   p_step = steps.pmap_train_step(cfg, devices=devices)
   losses = []
   for batch in batches:
     sharded = jax.tree_util.tree_map(lambda x: x.reshape((num_devices, -1) + x.shape[1:]), batch)
     state, metrics = p_step(state, sharded, jax.random.key(42))
     losses.append(float(metrics["loss"][0]))
-  return losses, steps.unreplicate(state)
+  return losses, steps.local_state(state)
 
 
 def test_free_bits_and_bn_four_devices_equal_one_device():
@@ -238,8 +238,8 @@ def test_encoder_step_updates_only_the_encoder():
   devices = jax.devices()[:1]
   p_enc = steps.pmap_encoder_step(cfg, devices=devices)
   batch = jax.tree_util.tree_map(lambda x: x[None], _batch(np.random.default_rng(2)))
-  new, m = p_enc(steps.replicate(state, devices), batch, jax.random.key(1), 0)
-  new = steps.unreplicate(new)
+  new, m = p_enc(steps.place_state(state, devices), batch, jax.random.key(1), 0)
+  new = steps.local_state(new)
   assert int(new.step) == 0
   jax.tree_util.tree_map(np.testing.assert_array_equal, new.params["decoder"],
                          state.params["decoder"])

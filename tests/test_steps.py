@@ -53,15 +53,15 @@ def _run_steps(num_devices, batches, num_steps=3):
   devices = jax.devices()[:num_devices]
   model = _model()
   state = steps.create_train_state(model, jax.random.key(0), _train_config())
-  p_step = steps.pmap_train_step(_train_config().kl_schedule, devices=devices)
-  state = steps.replicate(state, devices)
+  p_step = steps.pmap_train_step(_train_config(), devices=devices)
+  state = steps.place_state(state, devices)
   losses = []
   for batch in batches[:num_steps]:
     sharded = jax.tree_util.tree_map(
         lambda x: x.reshape((num_devices, -1) + x.shape[1:]), batch)
     state, metrics = p_step(state, sharded, jax.random.key(42))
     losses.append(float(metrics["loss"][0]))
-  return losses, steps.unreplicate(state).params
+  return losses, steps.local_state(state).params
 
 
 def test_four_devices_equal_one_device():

@@ -238,14 +238,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     p_encoder_step = steps.pmap_encoder_step(config.train)
     inner_key = steps.inner_key(train_key)
   pretrain_steps = int(config.train.get("pretrain_steps", 0) or 0)
-  state = steps.replicate(state)
+  state = steps.place_state(state)
   num_steps = config.train.num_steps
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
 
   def run_eval(split_name):
     # IW-NLL with a small K, ELBO, KL, MI and AU: the curves show MI and AU over time.
     return evaluation.evaluate_split(
-        model, state.variables(), splits[split_name],
+        model, steps.replicate(steps.local_state(state).variables()), splits[split_name],
         num_samples=config.train.eval_importance_samples,
         batch_size=config.train.eval_batch_size, key=eval_key,
         pad_multiple=config.data.pad_multiple)
@@ -257,15 +257,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       meta["aggressive"] = {"active": aggr["active"], "prev_mi": aggr["prev_mi"],
                             "inner_data": inner_iter.get_state()}
     writer.flush()  # every metric up to `step` is on disk before checkpoint `step`
-    ckpt.save(step, steps.unreplicate(state), train_iter.get_state(), meta)
+    ckpt.save(step, steps.local_state(state), train_iter.get_state(), meta)
 
   window, window_start, last_valid = [], time.time(), {}
   for step in range(start_step + 1, num_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       if pretrain_steps and step == pretrain_steps + 1:
         # Li et al. 2019: the autoencoder phase is over; fresh decoder, VAE from here.
-        state = steps.replicate(steps.reinit_decoder(
-            steps.unreplicate(state), model, init_key, config.train))
+        state = steps.place_state(steps.reinit_decoder(
+            steps.local_state(state), model, init_key, config.train))
         logging.info("Step %d: autoencoder pretraining done (%d steps); decoder "
                      "re-initialised", step, pretrain_steps)
       batch = parallel.shard(next(train_iter))
@@ -313,14 +313,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       window_start = time.time()  # throughput excludes evaluation and saving
 
   ckpt.wait_until_finished()
-  final_step = int(steps.unreplicate(state).step)
+  final_step = int(steps.local_state(state).step)
   results = {"step": final_step}
   if start_step < num_steps or not os.path.exists(os.path.join(workdir, "final_metrics.json")):
     results["valid"] = last_valid or run_eval("valid")
     results["test"] = run_eval("test")
     writer.write_scalars(final_step, {f"test/{k}": v for k, v in results["test"].items()
                                       if isinstance(v, (int, float))})
-    params = steps.unreplicate(state).variables()
+    params = steps.local_state(state).variables()
     write_samples(model, params, vocab, splits, config, sample_key, workdir)
     if jax.process_index() == 0:
       with open(os.path.join(workdir, "final_metrics.json"), "w", encoding="utf-8") as f:
