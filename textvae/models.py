@@ -37,9 +37,9 @@ class GRU(nn.Module):
         "recurrent_kernel", _stacked_orthogonal(3), (H, 3 * H))
     self.recurrent_bias = self.param("recurrent_bias", nn.initializers.zeros, (3 * H,))
 
-  def project(self, x_BxTxD: Array) -> Array:
-    """Input projections of every step at once: [B, T, 3H]."""
-    return self.input_proj(x_BxTxD)
+  def project(self, x_XxYxD: Array) -> Array:
+    """Input projections of every step at once: [..., 3H]."""
+    return self.input_proj(x_XxYxD)
 
   def cell(self, h_BxH: Array, xproj_Bx3H: Array) -> Array:
     hproj = h_BxH @ self.recurrent_kernel + self.recurrent_bias
@@ -50,26 +50,21 @@ class GRU(nn.Module):
     n = jnp.tanh(xn + r * hn)
     return (1.0 - u) * n + u * h_BxH
 
-  def __call__(self, x_BxTxD: Array, h0_BxH: Array, mask_BxT: Array | None = None,
+  def __call__(self, x_TxBxD: Array, h0_BxH: Array, mask_TxB: Array | None = None,
                extra_proj_Bx3H: Array | None = None):
-    """Returns all hidden states [B, T, H] and the state after each row's last
-    real step [B, H]. `extra_proj_Bx3H` is added to every step's input
-    projection (the decoder's latent code, projected once per sentence)."""
-    xproj = self.project(x_BxTxD)
+    """Time-major: returns all hidden states [T, B, H] and the state after each
+    row's last real step [B, H]. `extra_proj_Bx3H` is added to every step's
+    input projection (the decoder's latent code, projected once per sentence).
+    The callers embed the transposed token ids, so no [B, T, .] activation is
+    ever transposed (results/perf.md)."""
+    xproj = self.project(x_TxBxD)
     if extra_proj_Bx3H is not None:
-      xproj = xproj + extra_proj_Bx3H[:, None, :]
-    return self.run(xproj, h0_BxH, mask_BxT)
-
-  def run(self, xproj_BxTx3H: Array, h0_BxH: Array, mask_BxT: Array | None = None):
-    """The recurrence alone, over precomputed input projections
-    (`gru.recurrence`: a `lax.scan` with a written-out backward pass)."""
-    xproj_TxBx3H = jnp.swapaxes(xproj_BxTx3H, 0, 1)
-    if mask_BxT is None:
-      mask_BxT = jnp.ones(xproj_BxTx3H.shape[:2], bool)
-    mask_TxB = jnp.swapaxes(mask_BxT, 0, 1)
-    hs_TxBxH = gru_lib.recurrence(xproj_TxBx3H, h0_BxH, mask_TxB,
-                                  self.recurrent_kernel, self.recurrent_bias)
-    return jnp.swapaxes(hs_TxBxH, 0, 1), hs_TxBxH[-1]
+      xproj = xproj + extra_proj_Bx3H[None, :, :]
+    if mask_TxB is None:
+      mask_TxB = jnp.ones(xproj.shape[:2], bool)
+    hs_TxBxH = gru_lib.recurrence(xproj, h0_BxH, mask_TxB, self.recurrent_kernel,
+                                  self.recurrent_bias)
+    return hs_TxBxH, hs_TxBxH[-1]
 
 
 def row_keys(key, row_ids_B):
@@ -205,10 +200,10 @@ class GRUEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, tokens_BxT: Array, deterministic: bool = True):
-    mask = tokens_BxT != PAD_ID
-    emb = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_BxT)
+    tokens_TxB = tokens_BxT.T
+    emb = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_TxB)
     h0 = jnp.zeros((tokens_BxT.shape[0], self.hidden_dim), emb.dtype)
-    _, h_last = GRU(self.hidden_dim, name="gru")(emb, h0, mask)
+    _, h_last = GRU(self.hidden_dim, name="gru")(emb, h0, tokens_TxB != PAD_ID)
     # BN-VAE: no bias (it would be normalised away, and Adam would amplify its
     # zero gradient's rounding noise); the authors' linear layer has none either.
     stats = nn.Dense(2 * self.latent_dim, use_bias=self.bn_gamma <= 0,
@@ -254,6 +249,7 @@ class GRUDecoder(nn.Module):
 
   def hidden_states(self, inputs_BxT: Array, z_BxZ: Array | None, *,
                     deterministic: bool = True, row_ids_B: Array | None = None) -> Array:
+    """The decoder's hidden states, time-major: [T, B, H]."""
     mask = inputs_BxT != PAD_ID
     B, T = inputs_BxT.shape
     if row_ids_B is None:
@@ -264,13 +260,14 @@ class GRUDecoder(nn.Module):
       drop = row_bernoulli(key, row_ids_B, self.word_dropout, T) & mask
       drop = drop.at[:, 0].set(False)
       inputs_BxT = jnp.where(drop, UNK_ID, inputs_BxT)
-    emb = self.embed(inputs_BxT)
+    emb = self.embed(inputs_BxT.T)                              # [T, B, E]
     if self.embed_dropout > 0 and not deterministic:
       key = jax.random.fold_in(self.make_rng("dropout"), 1)
       keep = ~row_bernoulli(key, row_ids_B, self.embed_dropout, T * self.embed_dim)
-      emb = emb * keep.reshape(emb.shape) / (1.0 - self.embed_dropout)
-    h0 = self.initial_state(z_BxZ, inputs_BxT.shape[0])
-    hs, _ = self.gru(emb, h0, mask, self._latent_proj(z_BxZ))
+      keep = jnp.swapaxes(keep.reshape(B, T, self.embed_dim), 0, 1)
+      emb = emb * keep / (1.0 - self.embed_dropout)
+    h0 = self.initial_state(z_BxZ, B)
+    hs, _ = self.gru(emb, h0, mask.T, self._latent_proj(z_BxZ))
     return hs
 
   def token_nll(self, hs_BxTxH: Array, targets_BxT: Array) -> Array:
@@ -281,16 +278,16 @@ class GRUDecoder(nn.Module):
     target_logit = jnp.sum(hs_BxTxH * w_target, axis=-1) + self.output_bias[targets_BxT]
     return jax.nn.logsumexp(logits, axis=-1) - target_logit
 
-  def weighted_token_nll(self, hs_BxTxH: Array, targets_BxT: Array,
+  def weighted_token_nll(self, hs_TxBxH: Array, targets_BxT: Array,
                          token_weights_BxT: Array):
-    """Training's fused output layer (`output_layer.weighted_nll`): the
-    differentiable sum of token_weights * NLL and the per-token NLL [B, T]
-    (not differentiable)."""
-    B, T, H = hs_BxTxH.shape
+    """Training's fused output layer (`output_layer.weighted_nll`) over the
+    time-major states: the differentiable sum of token_weights * NLL and the
+    per-token NLL [B, T] (not differentiable)."""
+    T, B, H = hs_TxBxH.shape
     total, nll = output_layer.weighted_nll(
-        hs_BxTxH.reshape(B * T, H), self.output_kernel, self.output_bias,
-        targets_BxT.reshape(B * T), token_weights_BxT.reshape(B * T))
-    return total, nll.reshape(B, T)
+        hs_TxBxH.reshape(T * B, H), self.output_kernel, self.output_bias,
+        targets_BxT.T.reshape(T * B), token_weights_BxT.T.reshape(T * B))
+    return total, nll.reshape(T, B).T
 
   def __call__(self, inputs_BxT, targets_BxT, z_BxZ=None, *, deterministic=True,
                row_ids_B=None, token_weights_BxT=None):
@@ -300,7 +297,7 @@ class GRUDecoder(nn.Module):
                             row_ids_B=row_ids_B)
     if token_weights_BxT is not None:
       return self.weighted_token_nll(hs, targets_BxT, token_weights_BxT)
-    return self.token_nll(hs, targets_BxT)
+    return self.token_nll(jnp.swapaxes(hs, 0, 1), targets_BxT)
 
   def nll_for_samples(self, inputs_BxT: Array, targets_BxT: Array, z_CxBxZ: Array) -> Array:
     """Per-token NLL [C, B, T] of every sentence under each of C latent samples.
@@ -312,15 +309,16 @@ class GRUDecoder(nn.Module):
     C, B, _ = z_CxBxZ.shape
     T = inputs_BxT.shape[1]
     H = self.hidden_dim
-    xproj = self.gru.project(self.embed(inputs_BxT))  # [B, T, 3H]
-    xproj = xproj[None] + self.latent_proj(z_CxBxZ)[:, :, None, :]
+    xproj = self.gru.project(self.embed(inputs_BxT.T))  # [T, B, 3H]
+    xproj = xproj[:, None] + self.latent_proj(z_CxBxZ)[None]  # [T, C, B, 3H]
     h0 = jnp.tanh(self.init_state(z_CxBxZ)).reshape(C * B, H)
-    mask = jnp.broadcast_to(inputs_BxT != PAD_ID, (C, B, T)).reshape(C * B, T)
-    hs, _ = self.gru.run(xproj.reshape(C * B, T, 3 * H), h0, mask)
-    targets = jnp.broadcast_to(targets_BxT, (C, B, T)).reshape(C * B * T)
-    nll = blocked_output_nll(hs.reshape(C * B * T, H), self.output_kernel, self.output_bias,
+    mask = jnp.broadcast_to((inputs_BxT != PAD_ID).T[:, None], (T, C, B)).reshape(T, C * B)
+    hs = gru_lib.recurrence(xproj.reshape(T, C * B, 3 * H), h0, mask,
+                            self.gru.recurrent_kernel, self.gru.recurrent_bias)
+    targets = jnp.broadcast_to(targets_BxT.T[:, None], (T, C, B)).reshape(T * C * B)
+    nll = blocked_output_nll(hs.reshape(T * C * B, H), self.output_kernel, self.output_bias,
                              targets)
-    return nll.reshape(C, B, T)
+    return jnp.transpose(nll.reshape(T, C, B), (1, 2, 0))
 
   def step(self, h_BxH: Array, token_B: Array, z_BxZ: Array | None):
     """One decoding step: the new state and the logits [B, V] of the next token."""

@@ -33,39 +33,46 @@ def weighted_nll(h_NxH, kernel_VxH, bias_V, targets_N, weights_N, block_rows: in
   return total, jax.lax.stop_gradient(nll)
 
 
-def _blocks(x, block_rows):
-  n = x.shape[0]
-  nb = -(-n // block_rows)
-  pad = [(0, nb * block_rows - n)] + [(0, 0)] * (x.ndim - 1)
-  return jnp.pad(x, pad).reshape((nb, block_rows) + x.shape[1:])
+def _blocks(x, num_blocks, rows):
+  pad = [(0, num_blocks * rows - x.shape[0])] + [(0, 0)] * (x.ndim - 1)
+  return jnp.pad(x, pad).reshape((num_blocks, rows) + x.shape[1:])
+
+
+def _block(h_RxH, kernel_VxH, bias_V, t_R, w_R):
+  """One block of rows: NLL, dloss/dh and the block's share of dloss/dW, db."""
+  V = kernel_VxH.shape[0]
+  logits = h_RxH @ kernel_VxH.T + bias_V                    # [R, V]
+  m = jnp.max(logits, axis=-1, keepdims=True)
+  e = jnp.exp(logits - m)
+  s = jnp.sum(e, axis=-1, keepdims=True)
+  target_logit = jnp.take_along_axis(logits, t_R[:, None], axis=-1)
+  nll = (m + jnp.log(s) - target_logit)[:, 0]
+  onehot = jnp.arange(V)[None, :] == t_R[:, None]
+  d = w_R[:, None] * (e / s - onehot)                       # dloss/dlogits
+  return nll, d @ kernel_VxH, d.T @ h_RxH, jnp.sum(d, axis=0)
 
 
 def _forward_and_grads(h_NxH, kernel_VxH, bias_V, targets_N, weights_N, block_rows):
-  """The loss, per-row NLL and the loss's gradients, block by block."""
+  """The loss, per-row NLL and the loss's gradients, block by block.
+
+  N rows are cut into ceil(N / block_rows) blocks of equal size (a multiple of
+  8), so that padding stays below 8 rows per block. The first block's dW and
+  db start the sums (no N-independent zero fill of the V x H accumulator)."""
   N, H = h_NxH.shape
-  V = kernel_VxH.shape[0]
-  block_rows = min(block_rows, N)
-  hb, tb, wb = (_blocks(x, block_rows) for x in (h_NxH, targets_N, weights_N))
-
-  def block(carry, xs):
-    dW, db = carry
-    h, t, w = xs
-    logits = h @ kernel_VxH.T + bias_V                        # [R, V]
-    m = jnp.max(logits, axis=-1, keepdims=True)
-    e = jnp.exp(logits - m)
-    s = jnp.sum(e, axis=-1, keepdims=True)
-    target_logit = jnp.take_along_axis(logits, t[:, None], axis=-1)
-    nll = (m + jnp.log(s) - target_logit)[:, 0]
-    onehot = jnp.arange(V)[None, :] == t[:, None]
-    d = w[:, None] * (e / s - onehot)                         # dloss/dlogits
-    dh = d @ kernel_VxH
-    dW = dW + d.T @ h
-    db = db + jnp.sum(d, axis=0)
-    return (dW, db), (nll, dh)
-
-  init = (jnp.zeros_like(kernel_VxH), jnp.zeros_like(bias_V))
-  (dW, db), (nll, dh) = jax.lax.scan(block, init, (hb, tb, wb))
-  nll, dh = nll.reshape(-1)[:N], dh.reshape(-1, H)[:N]
+  num_blocks = -(-N // block_rows)
+  rows = -(-N // num_blocks)
+  rows = -(-rows // 8) * 8
+  hb, tb, wb = (_blocks(x, num_blocks, rows) for x in (h_NxH, targets_N, weights_N))
+  nll0, dh0, dW, db = _block(hb[0], kernel_VxH, bias_V, tb[0], wb[0])
+  if num_blocks > 1:
+    def body(carry, xs):
+      dW, db = carry
+      nll, dh, dW_b, db_b = _block(xs[0], kernel_VxH, bias_V, xs[1], xs[2])
+      return (dW + dW_b, db + db_b), (nll, dh)
+    (dW, db), (nll, dh) = jax.lax.scan(body, (dW, db), (hb[1:], tb[1:], wb[1:]))
+    nll0 = jnp.concatenate([nll0, nll.reshape(-1)])
+    dh0 = jnp.concatenate([dh0, dh.reshape(-1, H)])
+  nll, dh = nll0[:N], dh0[:N]
   return jnp.sum(weights_N * nll), nll, (dh, dW, db)
 
 
