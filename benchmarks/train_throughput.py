@@ -71,8 +71,10 @@ def main(argv):
   for _ in range(_SKIP.value):
     next(it)
   start = time.time()
+  in_flight = parallel.DispatchBound()  # as train.py: at most 2 steps queued
   for _ in range(_STEPS.value):
     state, metrics = p_step(state, parallel.shard(next(it)), train_key)
+    in_flight.push(metrics)
   jax.block_until_ready((state, metrics))
   seconds = time.time() - start
   out = {"tokens_per_s": tokens / seconds, "step_ms": 1e3 * seconds / _STEPS.value,

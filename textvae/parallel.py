@@ -17,6 +17,7 @@ Open MPI and Kubernetes; elsewhere set `JAX_COORDINATOR_ADDRESS=host:port`,
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 
@@ -97,3 +98,21 @@ def shard(batch):
   """[B_host, ...] numpy arrays -> [local_devices, B_host / local_devices, ...]."""
   n = jax.local_device_count()
   return jax.tree_util.tree_map(lambda x: np.reshape(x, (n, -1) + x.shape[1:]), batch)
+
+
+class DispatchBound:
+  """Keeps at most `depth` dispatched steps unfinished: `push(x)` blocks on the
+  output of the step `depth` steps back. The device always has the next steps
+  queued (no host sync on the current step), while the host cannot run ahead
+  and pile up the outputs (states, metrics) of many steps: without donation
+  (CPU, `steps.donate_state`) each queued step holds its own copy of the state,
+  and 200 unbounded steps of the svae model peaked at 4.7 GB of memory."""
+
+  def __init__(self, depth: int = 2):
+    self.depth = depth
+    self._pending = collections.deque()
+
+  def push(self, outputs):
+    self._pending.append(outputs)
+    if len(self._pending) > self.depth:
+      jax.block_until_ready(self._pending.popleft())

@@ -260,6 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt.save(step, steps.local_state(state), train_iter.get_state(), meta)
 
   window, window_start, last_valid = [], time.time(), {}
+  in_flight = parallel.DispatchBound()
   for step in range(start_step + 1, num_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       if pretrain_steps and step == pretrain_steps + 1:
@@ -276,6 +277,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       else:
         state, metrics = p_train_step(state, batch, train_key)
     window.append(metrics)
+    in_flight.push(metrics)
     report(step)
     is_last = step == num_steps
     do_eval = step % config.train.eval_every_steps == 0 or is_last
