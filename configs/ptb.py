@@ -65,9 +65,11 @@ Variants (`--config=configs/ptb.py:NAME`):
   svae         The speed benchmark's common config: embeddings 300, hidden 256,
                latent 16 (issue #7; see benchmarks/).
 
-Expected runtime on a 2-core CPU: see README.md ("Training on Penn Treebank") for
-the measured tokens/s; 30 epochs take several hours there (aggressive training
-costs several times more while it is on).
+Expected runtime on a 2-core CPU: the training step runs at about 5,900 tokens/s
+at `svae` (README.md, "Speed"; results/perf.md), so one epoch (929,589 tokens)
+takes about 3 minutes and 30 epochs about 1.5-2 hours at 256/256/32, plus the
+per-epoch validation; aggressive training costs several times more while it is
+on. IW-NLL(500) on the test split takes about 31 minutes there.
 """
 
 
