@@ -20,6 +20,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from textvae import parallel
+
 
 def _replicated_sharding():
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("replica",))
@@ -57,8 +59,7 @@ def _to_local(tree):
   """Global replicated arrays -> this process's copy on its first local device."""
   if jax.process_count() == 1:
     return tree
-  return jax.tree_util.tree_map(
-      lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+  return parallel.first_local_copy(tree)
 
 
 class Checkpointer:

@@ -20,16 +20,22 @@ import jax
 import jax.numpy as jnp
 
 
-def _step(kernel_Hx3H, bias_3H, h_BxH, xp_Bx3H, m_B):
+def cell(kernel_Hx3H, bias_3H, h_BxH, xp_Bx3H):
+  """One GRU step: the new state and the gates (r, u, n, p_n) that the
+  backward pass needs. Also the decoding step (`models.GRU.cell`)."""
   H = h_BxH.shape[-1]
   p = h_BxH @ kernel_Hx3H + bias_3H
   r = jax.nn.sigmoid(xp_Bx3H[:, :H] + p[:, :H])
   u = jax.nn.sigmoid(xp_Bx3H[:, H:2 * H] + p[:, H:2 * H])
   pn = p[:, 2 * H:]
   n = jnp.tanh(xp_Bx3H[:, 2 * H:] + r * pn)
-  h_new = (1.0 - u) * n + u * h_BxH
-  h_new = jnp.where(m_B[:, None], h_new, h_BxH)
-  return h_new, (r, u, n, pn)
+  return (1.0 - u) * n + u * h_BxH, (r, u, n, pn)
+
+
+def _step(kernel_Hx3H, bias_3H, h_BxH, xp_Bx3H, m_B):
+  """`cell`, with rows whose mask is False keeping their state."""
+  h_new, gates = cell(kernel_Hx3H, bias_3H, h_BxH, xp_Bx3H)
+  return jnp.where(m_B[:, None], h_new, h_BxH), gates
 
 
 def _forward(xproj_TxBx3H, h0_BxH, mask_TxB, kernel_Hx3H, bias_3H):

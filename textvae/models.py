@@ -42,13 +42,8 @@ class GRU(nn.Module):
     return self.input_proj(x_XxYxD)
 
   def cell(self, h_BxH: Array, xproj_Bx3H: Array) -> Array:
-    hproj = h_BxH @ self.recurrent_kernel + self.recurrent_bias
-    xr, xz, xn = jnp.split(xproj_Bx3H, 3, axis=-1)
-    hr, hz, hn = jnp.split(hproj, 3, axis=-1)
-    r = jax.nn.sigmoid(xr + hr)
-    u = jax.nn.sigmoid(xz + hz)
-    n = jnp.tanh(xn + r * hn)
-    return (1.0 - u) * n + u * h_BxH
+    """One step (decoding): `gru.cell`, the recurrence's own step."""
+    return gru_lib.cell(self.recurrent_kernel, self.recurrent_bias, h_BxH, xproj_Bx3H)[0]
 
   def __call__(self, x_TxBxD: Array, h0_BxH: Array, mask_TxB: Array | None = None,
                extra_proj_Bx3H: Array | None = None):

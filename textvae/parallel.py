@@ -100,6 +100,13 @@ def shard(batch):
   return jax.tree_util.tree_map(lambda x: np.reshape(x, (n, -1) + x.shape[1:]), batch)
 
 
+def first_local_copy(tree):
+  """Each array's copy on this process's first local device (of a replicated
+  array); other leaves unchanged."""
+  return jax.tree_util.tree_map(
+      lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+
+
 class DispatchBound:
   """Keeps at most `depth` dispatched steps unfinished: `push(x)` blocks on the
   output of the step `depth` steps back. The device always has the next steps

@@ -25,6 +25,7 @@ import optax
 
 from textvae import objectives
 from textvae import optim
+from textvae import parallel
 
 AXIS = "batch"
 
@@ -290,8 +291,7 @@ def place_state(state, devices=None):
 def local_state(state):
   """The pmapped steps' state on one device (this process's first): for
   checkpoints, evaluation and decoding."""
-  return jax.tree_util.tree_map(
-      lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, state)
+  return parallel.first_local_copy(state)
 
 
 def aggressive_inner_loop(run_step, *, window: int, max_steps: int) -> int:
