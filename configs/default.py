@@ -53,6 +53,14 @@ def get_config():
   config.train.keep_checkpoints = 3
   config.train.num_samples = 8
 
+  # Model selection on validation data (textvae/early_stopping.py): every
+  # improvement of `metric` is saved to workdir/best, which evaluation uses; with
+  # patience > 0 training stops after that many validations without one.
+  config.train.early_stopping = ml_collections.ConfigDict()
+  config.train.early_stopping.metric = "iw_nll"   # iw_nll | ppl | recon (lower) | elbo
+  config.train.early_stopping.patience = 0        # 0 = train for num_steps
+  config.train.early_stopping.min_step = 0        # validations before it are ignored
+
   config.train.kl_schedule = ml_collections.ConfigDict()
   config.train.kl_schedule.name = "linear"  # constant | linear | logistic | cyclical
   config.train.kl_schedule.max_weight = 1.0

@@ -63,10 +63,11 @@ def _to_local(tree):
 
 
 class Checkpointer:
-  """Saves and restores `{state, data, meta}` under `workdir/checkpoints`."""
+  """Saves and restores `{state, data, meta}` under `workdir/checkpoints` (or
+  `workdir/<subdir>`: `best` holds the model selected on validation data)."""
 
-  def __init__(self, workdir: str, max_to_keep: int = 3):
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  def __init__(self, workdir: str, max_to_keep: int = 3, subdir: str = "checkpoints"):
+    self.directory = os.path.join(os.path.abspath(workdir), subdir)
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
@@ -105,6 +106,9 @@ class Checkpointer:
             restore_args=ocp.checkpoint_utils.construct_restore_args(_restore_target(target)),
             partial_restore=True)))
     return _to_local(out.state)
+
+  def delete(self, step: int) -> None:
+    self.manager.delete(step)
 
   def restore_meta(self, step: int) -> dict:
     return self.manager.restore(step, args=ocp.args.Composite(

@@ -2,7 +2,8 @@
 
   python -m textvae.evaluate --workdir=W [--split=test] [--num_importance_samples=500]
 
-Restores the latest (or --step) checkpoint with the workdir's config and
+Restores the best validation checkpoint (workdir/best; --checkpoint=latest for
+the last one, --step for a given one) with the workdir's config and
 vocabulary, prints one JSON object as the last line of output and writes it to
 W/eval_<split>.json. Works for VAE and LM workdirs alike (for an LM, kl, mi and
 au are 0 and iw_nll is the exact NLL). For a VAE it also scores greedy
@@ -37,7 +38,11 @@ def define_flags():
   flags.DEFINE_string("workdir", None, "A textvae training workdir.")
   flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Split to evaluate.")
   flags.DEFINE_integer("num_importance_samples", 500, "K for the IW-NLL estimate.")
-  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_integer("step", None, "Checkpoint step of workdir/checkpoints "
+                       "(default: see --checkpoint).")
+  flags.DEFINE_enum("checkpoint", "auto", list(restore.CHOICES),
+                    "best: the model selected on validation data (workdir/best); "
+                    "latest: the last checkpoint; auto: best when there is one.")
   flags.DEFINE_integer("batch_size", 32, "Sentences per batch (global).")
   flags.DEFINE_integer("chunk_size", 50, "Importance samples decoded at once.")
   flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
@@ -52,8 +57,9 @@ KEYS = ("iw_nll", "elbo", "recon", "kl", "mi", "au", "ppl", "ppl_elbo", "num_sen
 
 
 def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch_size=32,
-                     chunk_size=50, seed=0, source_dir=None, reconstruction=True) -> dict:
-  trained = restore.load(workdir, step)
+                     chunk_size=50, seed=0, source_dir=None, reconstruction=True,
+                     checkpoint="auto") -> dict:
+  trained = restore.load(workdir, step, checkpoint)
   config = trained.config
   if source_dir is not None:
     config.data.source_dir = source_dir
@@ -66,7 +72,8 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
       batch_size=batch_size, key=jax.random.key(seed), chunk_size=chunk_size,
       pad_multiple=config.data.pad_multiple)
   out = {k: result[k] for k in KEYS}
-  out.update(split=split, step=trained.step, model=config.model.kind,
+  out.update(split=split, step=trained.step, checkpoint=trained.checkpoint,
+             model=config.model.kind,
              kl_per_dim=result["kl_per_dim"], seed=seed)
   if reconstruction and config.model.kind == "vae":
     start = time.time()
@@ -91,7 +98,7 @@ def main(argv):
   out = evaluate_workdir(FLAGS.workdir, split=FLAGS.split, num_samples=FLAGS.num_importance_samples,
                          step=FLAGS.step, batch_size=FLAGS.batch_size, chunk_size=FLAGS.chunk_size,
                          seed=FLAGS.seed, source_dir=FLAGS.source_dir,
-                         reconstruction=FLAGS.reconstruction)
+                         reconstruction=FLAGS.reconstruction, checkpoint=FLAGS.checkpoint)
   extra = ("bleu", "token_accuracy", "exact_match")
   sys.stdout.write(json.dumps({k: out[k] for k in KEYS + extra if k in out}) + "\n")
   sys.stdout.flush()

@@ -1,5 +1,6 @@
 """Loading a trained workdir for the CLIs and notebooks: config, vocabulary,
-model and parameters of its latest (or a given) checkpoint."""
+model and parameters of its best checkpoint (the model selected on validation
+data, `workdir/best`), its latest, or a given step."""
 
 from __future__ import annotations
 
@@ -25,10 +26,18 @@ class Trained:
   params: dict
   step: int
   workdir: str
+  checkpoint: str = "latest"  # 'best' when restored from workdir/best
 
 
-def load(workdir: str, step: int | None = None) -> Trained:
-  """Restores `workdir`'s checkpoint at `step` (default: the latest complete one)."""
+CHOICES = ("auto", "best", "latest")
+
+
+def load(workdir: str, step: int | None = None, checkpoint: str = "auto") -> Trained:
+  """Restores one of `workdir`'s checkpoints: `step` of the regular ones when given;
+  else `checkpoint`: 'best' (the best validation checkpoint in workdir/best),
+  'latest', or 'auto' (best when the workdir has one, else latest)."""
+  if checkpoint not in CHOICES:
+    raise ValueError(f"checkpoint={checkpoint!r}: expected one of {CHOICES}")
   workdir = os.path.abspath(workdir)
   for path in (workdir_lib.config_path(workdir), workdir_lib.vocab_path(workdir)):
     if not os.path.exists(path):
@@ -36,7 +45,18 @@ def load(workdir: str, step: int | None = None) -> Trained:
   config = workdir_lib.load_config(workdir)
   vocab = vocab_lib.Vocabulary.load(workdir_lib.vocab_path(workdir))
   model = models.create_model(config.model, len(vocab))
-  ckpt = checkpoints.Checkpointer(workdir)
+  best_dir = os.path.join(workdir, "best")
+  best = None
+  if step is None and checkpoint != "latest" and os.path.isdir(best_dir):
+    best = checkpoints.Checkpointer(workdir, 1, subdir="best")
+    if not best.all_steps():
+      best.close()
+      best = None
+  use_best = best is not None
+  if checkpoint == "best" and step is None and not use_best:
+    raise FileNotFoundError(f"{best_dir} holds no checkpoint (the run has not "
+                            "validated yet, or predates model selection)")
+  ckpt = best if use_best else checkpoints.Checkpointer(workdir)
   try:
     available = ckpt.all_steps()
     if not available:
@@ -55,4 +75,5 @@ def load(workdir: str, step: int | None = None) -> Trained:
   params = restored["params"]
   if restored.get("batch_stats"):
     params = {"params": params, "batch_stats": restored["batch_stats"]}
-  return Trained(config, vocab, model, params, int(step), workdir)
+  return Trained(config, vocab, model, params, int(step), workdir,
+                 "best" if use_best else "latest")

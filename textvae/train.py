@@ -19,6 +19,7 @@ import numpy as np
 
 from textvae import checkpoints
 from textvae import decoding
+from textvae import early_stopping
 from textvae import evaluation
 from textvae import metric_writers as metric_writers_lib
 from textvae.metric_writers import periodic_actions
@@ -129,6 +130,34 @@ def _aggressive_inner(state, batch, inner_iter, p_encoder_step, inner_key, aggre
   return holder[0]
 
 
+def _best_variables(best_ckpt, best_step, state):
+  """The model variables of the best checkpoint (host-local, like `state`'s)."""
+  best_state, _, _ = best_ckpt.restore(best_step, steps.local_state(state))
+  return best_state.variables()
+
+
+def _sync_best_checkpoint(tracker, ckpt, best_ckpt, state):
+  """On resume: `best/` holds exactly the tracker's best step. A best checkpoint
+  from after the resumed step (the killed run got further) is dropped, since the
+  resumed run will reach and save it again; a missing one is copied from the
+  regular checkpoints when they still hold it."""
+  for step in best_ckpt.all_steps():
+    if step != tracker.best_step:
+      best_ckpt.delete(step)
+  if tracker.best_step is None or tracker.best_step in best_ckpt.all_steps():
+    return
+  if tracker.best_step in ckpt.all_steps():
+    best_state, data_state, meta = ckpt.restore(tracker.best_step, state)
+    best_ckpt.save(tracker.best_step, best_state, data_state,
+                   dict(meta, best=tracker.to_meta()))
+    best_ckpt.wait_until_finished()
+    logging.info("Best checkpoint (step %d) copied to %s", tracker.best_step,
+                 best_ckpt.directory)
+  else:
+    logging.warning("The best validation step %d has no checkpoint left; the final "
+                    "test metrics will use the last model", tracker.best_step)
+
+
 def write_samples(model, params, vocab, splits, config, sample_key, workdir):
   """Prior samples (greedy from z ~ N(0, I)) and reconstructions (greedy from the
   posterior mean) of the first validation sentences, to samples.txt and the log."""
@@ -209,10 +238,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches))
 
   ckpt = checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)
+  best_ckpt = checkpoints.Checkpointer(workdir, 1, subdir="best")
+  tracker = early_stopping.Tracker.from_config(config)
   start_step = 0
   latest = ckpt.latest_step()
   if latest is not None:
     state, data_state, meta = ckpt.restore(latest, state)
+    if "early_stopping" in meta:
+      tracker.restore(meta["early_stopping"])
+    else:  # a workdir started before the tracker: its validation history
+      tracker.replay(workdir_lib.metrics_path(workdir), int(state.step))
+    _sync_best_checkpoint(tracker, ckpt, best_ckpt, state)
     train_iter.set_state(data_state)
     if aggressive and "aggressive" in meta:
       aggr.update(active=meta["aggressive"]["active"], prev_mi=meta["aggressive"]["prev_mi"])
@@ -242,10 +278,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   num_steps = config.train.num_steps
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
 
-  def run_eval(split_name):
+  def run_eval(split_name, variables=None):
     # IW-NLL with a small K, ELBO, KL, MI and AU: the curves show MI and AU over time.
+    if variables is None:
+      variables = steps.local_state(state).variables()
     return evaluation.evaluate_split(
-        model, steps.replicate(steps.local_state(state).variables()), splits[split_name],
+        model, steps.replicate(variables), splits[split_name],
         num_samples=config.train.eval_importance_samples,
         batch_size=config.train.eval_batch_size, key=eval_key,
         pad_multiple=config.data.pad_multiple)
@@ -253,6 +291,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   def save(step):
     meta = {"step": step, "vocab_size": len(vocab), "config": json.loads(config.to_json())}
     meta["vocab_sha256"] = workdir_lib.vocab_digest(vocab.tokens)
+    meta["early_stopping"] = tracker.to_meta()
     if aggressive:  # exact resume: the switch, the last MI and the inner batches
       meta["aggressive"] = {"active": aggr["active"], "prev_mi": aggr["prev_mi"],
                             "inner_data": inner_iter.get_state()}
@@ -261,7 +300,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   window, window_start, last_valid = [], time.time(), {}
   in_flight = parallel.DispatchBound()
-  for step in range(start_step + 1, num_steps + 1):
+  done_at_start = start_step >= num_steps or tracker.stopped
+  if tracker.stopped:
+    logging.info("Early stopping already triggered (best %s=%.4f at step %d)",
+                 tracker.metric, tracker.best_value, tracker.best_step)
+  for step in range(start_step + 1, 0 if tracker.stopped else num_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       if pretrain_steps and step == pretrain_steps + 1:
         # Li et al. 2019: the autoencoder phase is over; fresh decoder, VAE from here.
@@ -306,6 +349,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         aggr["prev_mi"] = float(valid["mi"])
       writer.write_scalars(step, {f"valid/{k}": v for k, v in valid.items()
                                   if isinstance(v, (int, float))})
+      if tracker.update(step, valid):
+        writer.flush()
+        best_ckpt.save(step, steps.local_state(state), train_iter.get_state(),
+                       {"step": step, "vocab_size": len(vocab), "best": tracker.to_meta(),
+                        "config": json.loads(config.to_json())})
+        logging.info("Step %d: best validation %s so far, %.4f; saved to %s", step,
+                     tracker.metric, tracker.best_value, best_ckpt.directory)
+      if tracker.stopped:
+        logging.info("Step %d: early stopping, validation %s has not improved for %d "
+                     "evaluations (best %.4f at step %d)", step, tracker.metric,
+                     tracker.evals_since_best, tracker.best_value, tracker.best_step)
+        do_ckpt = True
     if do_ckpt:
       with report.timed("checkpoint"):
         save(step)
@@ -313,13 +368,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         os.remove(marker)
     if do_eval:
       window_start = time.time()  # throughput excludes evaluation and saving
+    if tracker.stopped:
+      break
 
   ckpt.wait_until_finished()
+  best_ckpt.wait_until_finished()
   final_step = int(steps.local_state(state).step)
   results = {"step": final_step}
-  if start_step < num_steps or not os.path.exists(os.path.join(workdir, "final_metrics.json")):
+  if not done_at_start or not os.path.exists(os.path.join(workdir, "final_metrics.json")):
     results["valid"] = last_valid or run_eval("valid")
-    results["test"] = run_eval("test")
+    if (tracker.best_step is not None and tracker.best_step != final_step
+        and tracker.best_step in best_ckpt.all_steps()):
+      # The model selected on validation data is the one reported on test.
+      best_vars = _best_variables(best_ckpt, tracker.best_step, state)
+      results["best_valid"] = run_eval("valid", best_vars)
+      results["test"] = run_eval("test", best_vars)
+    else:
+      results["test"] = run_eval("test")
+    results["best_step"] = tracker.best_step
+    results["early_stopping"] = tracker.to_meta()
     writer.write_scalars(final_step, {f"test/{k}": v for k, v in results["test"].items()
                                       if isinstance(v, (int, float))})
     params = steps.local_state(state).variables()
@@ -333,6 +400,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info("Already trained to step %d; nothing to do.", final_step)
   writer.flush()
   ckpt.close()
+  best_ckpt.close()
   logging.info("Final metrics: %s", json.dumps(
       {s: {k: v for k, v in m.items() if not isinstance(v, list)} if isinstance(m, dict) else m
        for s, m in results.items()}))
