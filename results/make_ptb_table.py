@@ -26,6 +26,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = os.path.join(HERE, "ptb")
 OUT = os.path.join(HERE, "ptb.md")
+EPOCH = 1314  # steps per PTB epoch at batch 32 (configs/ptb.py)
 
 # (variant, remedy) in table order; the command is the same for every variant.
 VARIANTS = [
@@ -79,11 +80,33 @@ def summarise_log(workdir: str) -> dict:
     last = valid[-1]
     out["last_valid"] = {k.split("/", 1)[1]: last[k] for k in last
                          if k.startswith("valid/") and isinstance(last[k], (int, float))}
+  if wall is None and os.path.exists(start):  # interrupted: up to its last checkpoint
+    ckdir = os.path.join(workdir, "checkpoints")
+    done = [os.path.join(ckdir, d) for d in os.listdir(ckdir) if d.isdigit()]
+    if done:
+      wall = max(os.path.getmtime(d) for d in done) - os.path.getmtime(start)
+      out["wall_seconds"] = wall
+  out["ended"] = _how_it_ended(workdir, out["last_step"])
   agg = [r for r in rows if "train/aggressive" in r]
   if agg:
     on = [r["step"] for r in agg if r["train/aggressive"] > 0]
     out["aggressive_until_step"] = max(on) if on else 0
   return out
+
+
+def _how_it_ended(workdir: str, last_step) -> str:
+  """'early stop' (patience ran out: converged on validation), 'num_steps' (the
+  configured length), or 'interrupted' (stopped by hand: not converged)."""
+  path = os.path.join(workdir, "final_metrics.json")
+  if not os.path.exists(path):
+    return f"interrupted at step {last_step}: not converged"
+  with open(path, encoding="utf-8") as f:
+    final = json.load(f)
+  if (final.get("early_stopping") or {}).get("stopped"):
+    es = final["early_stopping"]
+    return (f"early stop at step {final['step']} ({es['evals_since_best']} validations "
+            f"without a better {es['metric']})")
+  return f"num_steps reached (step {final['step']})"
 
 
 def _gpu_name():
@@ -117,6 +140,10 @@ def _fmt(x, digits=2):
   return "—" if x is None else (f"{x:.{digits}f}" if isinstance(x, float) else str(x))
 
 
+def _epoch(step):
+  return "—" if step is None else f"{step / EPOCH:.0f}"
+
+
 def _hours(s):
   return "—" if s is None else f"{s / 3600:.1f} h"
 
@@ -131,14 +158,17 @@ def build() -> str:
            "IW-NLL: importance-weighted NLL per sentence with K=500 samples; PPL = exp(IW-NLL "
            "total / tokens incl. </s>); ELBO per sentence; KL per sentence; MI over the whole "
            "test split; AU: dimensions with Cov(E_q[z]) > 0.01.", "",
-           "| variant | remedy | IW-NLL | PPL | ELBO | KL | MI | AU | steps | train wall time | "
-           "hardware | command |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "Each row is the run's best checkpoint on validation IW-NLL (K=5, once per epoch "
+           "of 1,314 steps); 'selected step' is that checkpoint, 'training ended' says "
+           "whether the run converged (early stop) or was interrupted.", "",
+           "| variant | remedy | IW-NLL | PPL | ELBO | KL | MI | AU | selected step (epoch) | "
+           "training ended | train wall time | hardware | command |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for v, remedy in VARIANTS:
     cmd = "`" + COMMAND.format(v=v) + "`"
     path = os.path.join(RUNS, v, "eval_test.json")
     if not os.path.exists(path):
-      lines.append(f"| {v} | {remedy} | not run yet | | | | | | | | | {cmd} |")
+      lines.append(f"| {v} | {remedy} | not run yet | | | | | | | | | | {cmd} |")
       continue
     with open(path, encoding="utf-8") as f:
       ev = json.load(f)
@@ -150,8 +180,8 @@ def build() -> str:
     lines.append(
         f"| {v} | {remedy} | {_fmt(ev.get('iw_nll'))} | {_fmt(ev.get('ppl'))} | "
         f"{_fmt(ev.get('elbo'))} | {_fmt(ev.get('kl'))} | {_fmt(ev.get('mi'))} | "
-        f"{_fmt(ev.get('au'))} | {_fmt(ev.get('step'))} | "
-        f"{_hours(summ.get('wall_seconds'))} | "
+        f"{_fmt(ev.get('au'))} | {_fmt(ev.get('step'))} ({_epoch(ev.get('step'))}) | "
+        f"{summ.get('ended', '—')} | {_hours(summ.get('wall_seconds'))} | "
         f"{summ.get('hardware', '—')} | {cmd} |")
   lines += ["", "## Published PTB numbers", ""]
   if PUBLISHED:

@@ -58,7 +58,8 @@ def define_flags():
   flags.DEFINE_enum("posterior", "mean", ["mean", "sample"],
                                  "reconstruct from the posterior mean or one sample.")
   flags.DEFINE_integer("seed", 0, "Seed of z and of the sampling strategies.")
-  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the best validation "
+                       "checkpoint, workdir/best, else the latest).")
   flags.DEFINE_string("source_dir", None, "Override config.data.source_dir "
                                     "(default inputs come from the validation split).")
   flags.mark_flag_as_required("workdir")

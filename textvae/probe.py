@@ -174,7 +174,8 @@ if __name__ == "__main__":
   flags.DEFINE_string("train_split", "train", "Split the probe is fitted on.")
   flags.DEFINE_string("test_split", "test", "Split the probe is scored on.")
   flags.DEFINE_integer("batch_size", 256, "Sentences encoded at once.")
-  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the best validation "
+                       "checkpoint, workdir/best, else the latest).")
   flags.mark_flag_as_required("workdir")
   FLAGS = flags.FLAGS
   app.run(main)

@@ -1,0 +1,64 @@
+"""results/make_ptb_table.py: the table is built only from collected runs, and says
+how each run ended."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(name="table")
+def fixture_table(tmp_path, monkeypatch):
+  spec = importlib.util.spec_from_file_location(
+      "make_ptb_table", os.path.join(HERE, "..", "results", "make_ptb_table.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  monkeypatch.setattr(module, "RUNS", str(tmp_path / "results_ptb"))
+  return module
+
+
+def _workdir(path, *, final):
+  os.makedirs(path / "checkpoints" / "2628")
+  (path / "vocab.json").write_text("{}")
+  (path / "config.json").write_text(json.dumps({"model": {"kind": "vae"}}))
+  with open(path / "metrics.jsonl", "w", encoding="utf-8") as f:
+    for step, nll in [(1314, 120.0), (2628, 118.5)]:
+      f.write(json.dumps({"step": step, "valid/iw_nll": nll, "valid/kl": 6.0}) + "\n")
+      f.write(json.dumps({"step": step, "train/tokens_per_s": 3000.0}) + "\n")
+  (path / "eval_test.json").write_text(json.dumps(
+      {"iw_nll": 117.25, "ppl": 130.5, "elbo": -121.0, "kl": 6.5, "mi": 4.25, "au": 32,
+       "step": 2628, "checkpoint": "best"}))
+  if final:
+    (path / "final_metrics.json").write_text(json.dumps(
+        {"step": 6570, "best_step": 2628, "early_stopping": {
+            "metric": "iw_nll", "stopped": True, "evals_since_best": 3}}))
+
+
+def test_table_rows_come_from_collected_runs(table, tmp_path):
+  _workdir(tmp_path / "bn", final=True)
+  _workdir(tmp_path / "lmrun", final=False)
+  table.collect("bnvae", str(tmp_path / "bn"), "test CPU")
+  table.collect("lm", str(tmp_path / "lmrun"), None)
+  text = table.build()
+  rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
+          if line.startswith("| ")}
+  assert "| 117.25 | 130.50 | -121.00 | 6.50 | 4.25 | 32 | 2628 (2) |" in rows["bnvae"]
+  assert "early stop at step 6570 (3 validations without a better iw_nll)" in rows["bnvae"]
+  assert "test CPU" in rows["bnvae"]
+  assert "interrupted at step 2628: not converged" in rows["lm"]
+  assert "not run yet" in rows["vae"] and "not run yet" not in rows["bnvae"]
+  summary = json.load(open(tmp_path / "results_ptb" / "bnvae" / "train_summary.json"))
+  assert summary["median_train_tokens_per_s"] == 3000.0
+  assert summary["last_valid"]["iw_nll"] == 118.5
+
+
+def test_collect_refuses_a_run_without_test_evaluation(table, tmp_path):
+  _workdir(tmp_path / "bn", final=True)
+  os.remove(tmp_path / "bn" / "eval_test.json")
+  with pytest.raises(SystemExit, match="eval_test.json not found"):
+    table.collect("bnvae", str(tmp_path / "bn"), None)
+  with pytest.raises(SystemExit, match="unknown variant 'bn'"):
+    table.collect("bn", str(tmp_path / "bn"), None)
