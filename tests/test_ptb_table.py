@@ -30,7 +30,7 @@ def _workdir(path, *, final):
       f.write(json.dumps({"step": step, "train/tokens_per_s": 3000.0}) + "\n")
   (path / "eval_test.json").write_text(json.dumps(
       {"iw_nll": 117.25, "ppl": 130.5, "elbo": -121.0, "kl": 6.5, "mi": 4.25, "au": 32,
-       "step": 2628, "checkpoint": "best"}))
+       "step": 2628, "checkpoint": "best", "num_importance_samples": 500, "model": "vae"}))
   if final:
     (path / "final_metrics.json").write_text(json.dumps(
         {"step": 6570, "best_step": 2628, "early_stopping": {
@@ -45,7 +45,7 @@ def test_table_rows_come_from_collected_runs(table, tmp_path):
   text = table.build()
   rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
           if line.startswith("| ")}
-  assert "| 117.25 | 130.50 | -121.00 | 6.50 | 4.25 | 32 | 2628 (2) |" in rows["bnvae"]
+  assert "| 117.25 | 500 | 130.50 | -121.00 | 6.50 | 4.25 | 32 | 2628 (2) |" in rows["bnvae"]
   assert "early stop at step 6570 (3 validations without a better iw_nll)" in rows["bnvae"]
   assert "test CPU" in rows["bnvae"]
   assert "interrupted at step 2628: not converged" in rows["lm"]
