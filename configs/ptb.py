@@ -72,11 +72,12 @@ Variants (`--config=configs/ptb.py:NAME`):
   svae         The speed benchmark's common config: embeddings 300, hidden 256,
                latent 16 (issue #7; see benchmarks/).
 
-Expected runtime on a 2-core CPU: the training step runs at about 5,900 tokens/s
-at `svae` (README.md, "Speed"; results/perf.md), so one epoch (929,589 tokens)
-takes about 3 minutes and 30 epochs about 1.5-2 hours at 256/256/32, plus the
-per-epoch validation; aggressive training costs several times more while it is
-on. IW-NLL(500) on the test split takes about 31 minutes there.
+Measured runtime on a 2-core x86_64 CPU (results/ptb.md): `lm` early-stopped
+after 8 epochs in 42 minutes on one core; `bnvae` after 12 epochs in 73 minutes
+(5 epochs on one core, 7 on both); IW-NLL(500) on the test split takes about 30
+minutes of both cores for a VAE, seconds for the LM (exact). Variants that keep
+improving run longer, up to their epoch limit; aggressive training costs several
+times more while it is on.
 """
 
 

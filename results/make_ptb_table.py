@@ -191,6 +191,22 @@ def build() -> str:
         f"{_fmt(ev.get('au'))} | {_fmt(ev.get('step'))} ({_epoch(ev.get('step'))}) | "
         f"{summ.get('ended', '—')} | {_hours(summ.get('wall_seconds'))} | "
         f"{summ.get('hardware', '—')} | {cmd} |")
+  repeats = []
+  for v, _ in VARIANTS:
+    folder = os.path.join(RUNS, v)
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+      if name.startswith("eval_test_seed") and name.endswith(".json"):
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+          ev = json.load(f)
+        repeats.append(f"| {v} | {ev.get('seed')} | {_fmt(ev.get('num_importance_samples'))} | "
+                       f"{ev.get('iw_nll'):.3f} | {ev.get('step')} | `{name}` |")
+  if repeats:
+    lines += ["", "## The IW-NLL with other importance samples", "",
+              "The same checkpoint evaluated again with another `--seed` of the importance "
+              "samples (`python -m textvae.evaluate ... --seed=S`): how much of a row's "
+              "IW-NLL is Monte Carlo noise.", "",
+              "| variant | seed | K | IW-NLL | step | file |", "|---|---|---|---|---|---|"]
+    lines += repeats
   lines += ["", "## Published PTB numbers", ""]
   if PUBLISHED:
     lines += ["| model | IW-NLL | PPL | KL | MI | AU | source |", "|---|---|---|---|---|---|---|"]

@@ -50,6 +50,10 @@ def test_table_rows_come_from_collected_runs(table, tmp_path):
   assert "test CPU" in rows["bnvae"]
   assert "interrupted at step 2628: not converged" in rows["lm"]
   assert "not run yet" in rows["vae"] and "not run yet" not in rows["bnvae"]
+  assert "## The IW-NLL with other importance samples" not in text
+  (tmp_path / "results_ptb" / "bnvae" / "eval_test_seed1.json").write_text(json.dumps(
+      {"iw_nll": 117.3125, "seed": 1, "num_importance_samples": 500, "step": 2628}))
+  assert "| bnvae | 1 | 500 | 117.312 | 2628 | `eval_test_seed1.json` |" in table.build()
   summary = json.load(open(tmp_path / "results_ptb" / "bnvae" / "train_summary.json"))
   assert summary["median_train_tokens_per_s"] == 3000.0
   assert summary["last_valid"]["iw_nll"] == 118.5
