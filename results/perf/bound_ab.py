@@ -1,7 +1,8 @@
 import sys, time, json, os, resource
 import numpy as np, jax
-sys.path.insert(0, "/work/main")
-exec(open("/tmp/perf/step_setup.py").read())
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from step_setup import *
+state, m = p(state, sb, tk); jax.block_until_ready(m)  # compiled before timing
 from textvae import parallel
 mode = os.environ["MODE"]
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

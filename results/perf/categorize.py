@@ -1,6 +1,7 @@
 import sys, re, json, glob, gzip, collections, os
-sys.path.insert(0, "/work/main"); sys.path.insert(0, "/tmp/perf")
-exec(open("/tmp/perf/step_setup.py").read())
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from step_setup import *
+state, m = p(state, sb, tk); jax.block_until_ready(m)  # compiled before tracing
 import jax
 box = [state]
 def run():

@@ -1,7 +1,7 @@
 import sys, time, json, os, functools
 import numpy as np, jax
-sys.path.insert(0, "/work/main")
-exec(open("/tmp/perf/step_setup.py").read().replace("state, m = p(state, sb, tk); jax.block_until_ready(m)", ""))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from step_setup import *
 def run(p, state, N=60):
     for _ in range(5): state, m = p(state, sb, tk)
     jax.block_until_ready(m); t0 = time.time()

@@ -1,14 +1,8 @@
 """GRU forward+backward over [32, 24] with the input projection hoisted out of the scan vs inside it."""
-import sys, time, json
+import json
 import jax, jax.numpy as jnp
-sys.path.insert(0, "/work/main")
+from timing import bench  # n=40, warmup=5
 from textvae import gru as gru_lib
-def bench(f, *a, n=40):
-    r = f(*a); jax.block_until_ready(r)
-    for _ in range(5): r = f(*a)
-    jax.block_until_ready(r); t = time.time()
-    for _ in range(n): r = f(*a)
-    jax.block_until_ready(r); return (time.time() - t) / n * 1e3
 T, B, E, H = 24, 32, 300, 256
 ks = jax.random.split(jax.random.key(0), 5)
 x = jax.random.normal(ks[0], (T, B, E)); Wi = jax.random.normal(ks[1], (E, 3 * H)) * 0.05

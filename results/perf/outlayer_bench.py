@@ -1,14 +1,9 @@
 """Output layer + loss, forward+backward, N=768 rows, H=256, V=10003."""
-import sys, time, json
+import functools, json
 import jax, jax.numpy as jnp
-sys.path.insert(0, "/work/main")
+import timing
 from textvae import models, output_layer
-def bench(f, *a, n=20):
-    r = f(*a); jax.block_until_ready(r)
-    for _ in range(3): r = f(*a)
-    jax.block_until_ready(r); t = time.time()
-    for _ in range(n): r = f(*a)
-    jax.block_until_ready(r); return (time.time() - t) / n * 1e3
+bench = functools.partial(timing.bench, n=20, warmup=3)
 N, H, V = 768, 256, 10003
 ks = jax.random.split(jax.random.key(0), 5)
 h = jax.random.normal(ks[0], (N, H)) * 0.3; W = jax.random.normal(ks[1], (V, H)) * 0.05

@@ -1,4 +1,7 @@
-import sys, os, numpy as np, jax
+"""One [32, T] PTB-shaped batch, the svae model, its placed state and the pmapped
+step, shared by the step benchmarks here (`from step_setup import *`)."""
+import os, numpy as np, jax
+import timing  # noqa: F401  (the repository on sys.path)
 from configs import ptb
 from textvae import models, steps, parallel
 cfg = ptb.get_config("svae")
@@ -17,4 +20,3 @@ ik, tk = jax.random.split(jax.random.key(0))
 state = steps.place_state(steps.create_train_state(model, ik, cfg.train))
 p = steps.pmap_train_step(cfg.train)
 sb = parallel.shard(batch)
-state, m = p(state, sb, tk); jax.block_until_ready(m)
