@@ -149,7 +149,7 @@ def _sync_best_checkpoint(tracker, ckpt, best_ckpt, state):
   if tracker.best_step in ckpt.all_steps():
     best_state, data_state, meta = ckpt.restore(tracker.best_step, state)
     best_ckpt.save(tracker.best_step, best_state, data_state,
-                   dict(meta, best=tracker.to_meta()))
+                   dict(meta, early_stopping=tracker.to_meta()))
     best_ckpt.wait_until_finished()
     logging.info("Best checkpoint (step %d) copied to %s", tracker.best_step,
                  best_ckpt.directory)
@@ -288,10 +288,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         batch_size=config.train.eval_batch_size, key=eval_key,
         pad_multiple=config.data.pad_multiple)
 
+  def checkpoint_meta(step):
+    return {"step": step, "vocab_size": len(vocab), "config": json.loads(config.to_json()),
+            "vocab_sha256": workdir_lib.vocab_digest(vocab.tokens),
+            "early_stopping": tracker.to_meta()}
+
   def save(step):
-    meta = {"step": step, "vocab_size": len(vocab), "config": json.loads(config.to_json())}
-    meta["vocab_sha256"] = workdir_lib.vocab_digest(vocab.tokens)
-    meta["early_stopping"] = tracker.to_meta()
+    meta = checkpoint_meta(step)
     if aggressive:  # exact resume: the switch, the last MI and the inner batches
       meta["aggressive"] = {"active": aggr["active"], "prev_mi": aggr["prev_mi"],
                             "inner_data": inner_iter.get_state()}
@@ -352,8 +355,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if tracker.update(step, valid):
         writer.flush()
         best_ckpt.save(step, steps.local_state(state), train_iter.get_state(),
-                       {"step": step, "vocab_size": len(vocab), "best": tracker.to_meta(),
-                        "config": json.loads(config.to_json())})
+                       checkpoint_meta(step))
         logging.info("Step %d: best validation %s so far, %.4f; saved to %s", step,
                      tracker.metric, tracker.best_value, best_ckpt.directory)
       if tracker.stopped:
