@@ -35,16 +35,23 @@ def get_config():
   config.model.embed_dim = 64
   config.model.hidden_dim = 128
   config.model.latent_dim = 16
-  config.model.word_dropout = 0.0
-  config.model.embed_dropout = 0.0
+  config.model.cell = "gru"               # gru | lstm (textvae/cells)
+  config.model.param_init = "default"     # default (Flax's) | uniform: U(-init_scale, init_scale)
+  config.model.init_scale = 0.01          # uniform: every weight but the embeddings
+  config.model.embed_init_scale = 0.1     # uniform: the embeddings
+  config.model.word_dropout = 0.0         # decoder inputs replaced by <unk> (Bowman et al.)
+  config.model.embed_dropout = 0.0        # dropout of the decoder's input embeddings
+  config.model.output_dropout = 0.0       # dropout of the decoder's states before the softmax
+  config.model.encoder_embed_dropout = 0.0  # dropout of the encoder's embeddings
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 32            # global, split evenly over all devices
   config.train.eval_batch_size = 64
   config.train.eval_importance_samples = 5  # small K for the validation curves (IW-NLL, MI, AU)
   config.train.num_steps = 1200
+  config.train.optimizer = "adam"         # adam | sgd (textvae/optim.py)
   config.train.learning_rate = 1e-3
-  config.train.grad_clip = 5.0
+  config.train.grad_clip = 5.0            # global gradient norm; <= 0: no clipping
   config.train.adam_b1 = 0.9
   config.train.adam_b2 = 0.999
   config.train.log_every_steps = 50
@@ -56,6 +63,21 @@ def get_config():
   # Model selection on validation data (textvae/early_stopping.py): every
   # improvement of `metric` is saved to workdir/best, which evaluation uses; with
   # patience > 0 training stops after that many validations without one.
+  # Learning-rate schedule on validation plateaus (optax.contrib.reduce_on_plateau
+  # fed with the early-stopping metric at every validation from start_step on):
+  # multiply by `factor` after `patience` validations without improvement (relative
+  # tolerance rtol); training stops after the `max_decays`-th reduction (0 = never).
+  # restore_best: each reduction restarts from the best validation checkpoint
+  # (workdir/best), as the papers' code does.
+  config.train.lr_schedule = ml_collections.ConfigDict()
+  config.train.lr_schedule.name = "constant"  # constant | plateau
+  config.train.lr_schedule.factor = 0.5
+  config.train.lr_schedule.patience = 2
+  config.train.lr_schedule.rtol = 1e-4
+  config.train.lr_schedule.max_decays = 5
+  config.train.lr_schedule.start_step = 0
+  config.train.lr_schedule.restore_best = True
+
   config.train.early_stopping = ml_collections.ConfigDict()
   config.train.early_stopping.metric = "iw_nll"   # iw_nll | ppl | recon (lower) | elbo
   config.train.early_stopping.patience = 0        # 0 = train for num_steps

@@ -134,8 +134,7 @@ def _beam_search(model, params, z_BxZ, length_penalty, *, max_length: int, beam_
   variables = _variables(params)
   B, K, L = z_BxZ.shape[0], beam_size, max_length
   z_NxZ = jnp.repeat(z_BxZ, K, axis=0)  # N = B * K, row b*K + k
-  h0 = model.apply(variables, z_NxZ, method="decode_init")
-  H = h0.shape[-1]
+  h0 = model.apply(variables, z_NxZ, method="decode_init")  # the cell's state pytree
   alpha = jnp.asarray(length_penalty, jnp.float32)
 
   def norm(logp, length):
@@ -168,7 +167,8 @@ def _beam_search(model, params, z_BxZ, length_penalty, *, max_length: int, beam_
     new_seqs = jax.lax.dynamic_update_slice(new_seqs, tok[:, :, None], (0, 0, t))
     new_lengths = jnp.where(was_finished, take(lengths), t + 1)
     new_finished = was_finished | (tok == EOS_ID)
-    new_h = take(h_new.reshape(B, K, H)).reshape(B * K, H)
+    new_h = jax.tree_util.tree_map(
+        lambda x: take(x.reshape((B, K) + x.shape[1:])).reshape(x.shape), h_new)
     return t + 1, new_h, tok, new_seqs, new_logp, new_finished, new_lengths
 
   logp0 = jnp.full((B, K), _NEG_INF).at[:, 0].set(0.0)  # one live hypothesis to start

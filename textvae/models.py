@@ -1,13 +1,19 @@
-"""Flax Linen models: GRU encoder, GRU decoder, the sentence VAE and the RNNLM.
+"""Flax Linen models: the recurrent encoder and decoder, the sentence VAE and
+the RNNLM.
 
 Used through `init`/`apply` only. Shapes are in names: B batch, T time, E
-embedding, H hidden, Z latent, V vocabulary.
+embedding, H hidden, Z latent, V vocabulary, G the cell's number of gates.
 
-The GRU computes the input projections of all time steps in one matmul before
-`lax.scan` and keeps only the recurrent matmul inside it (PyTorch's gate layout:
-n = tanh(W_in x + b_in + r * (W_hn h + b_hn))). The output layer is stored as a
-V x H matrix so that the loss can take each target's logit from its gathered row
-instead of indexing a B x T x V logits tensor.
+The recurrent cell is `config.model.cell` (`textvae/cells`: GRU or LSTM, one
+interface). Its input projections of all time steps are one matmul before
+`lax.scan`; only the recurrent matmul runs inside it. The output layer is stored
+as a V x H matrix so that the loss can take each target's logit from its gathered
+row instead of indexing a B x T x V logits tensor.
+
+Dropout (training only, from the 'dropout' stream, one key per sentence row):
+word dropout to <unk> and dropout of the decoder's input embeddings (fold_in 0
+and 1 of the decoder's key), of the decoder's output states before the softmax
+(fold_in 2), and of the encoder's embeddings (the encoder's own key).
 """
 
 from __future__ import annotations
@@ -19,47 +25,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from textvae import gru as gru_lib
+from textvae import cells
+from textvae.cells import base as cell_init
 from textvae import output_layer
 from textvae.data.vocab import PAD_ID, UNK_ID
 
 Array = Any
-
-
-class GRU(nn.Module):
-  """A single-layer GRU over [B, T, D] inputs, masked past each row's length."""
-  hidden_dim: int
-
-  def setup(self):
-    H = self.hidden_dim
-    self.input_proj = nn.Dense(3 * H, name="input")
-    self.recurrent_kernel = self.param(
-        "recurrent_kernel", _stacked_orthogonal(3), (H, 3 * H))
-    self.recurrent_bias = self.param("recurrent_bias", nn.initializers.zeros, (3 * H,))
-
-  def project(self, x_XxYxD: Array) -> Array:
-    """Input projections of every step at once: [..., 3H]."""
-    return self.input_proj(x_XxYxD)
-
-  def cell(self, h_BxH: Array, xproj_Bx3H: Array) -> Array:
-    """One step (decoding): `gru.cell`, the recurrence's own step."""
-    return gru_lib.cell(self.recurrent_kernel, self.recurrent_bias, h_BxH, xproj_Bx3H)[0]
-
-  def __call__(self, x_TxBxD: Array, h0_BxH: Array, mask_TxB: Array | None = None,
-               extra_proj_Bx3H: Array | None = None):
-    """Time-major: returns all hidden states [T, B, H] and the state after each
-    row's last real step [B, H]. `extra_proj_Bx3H` is added to every step's
-    input projection (the decoder's latent code, projected once per sentence).
-    The callers embed the transposed token ids, so no [B, T, .] activation is
-    ever transposed (results/perf.md)."""
-    xproj = self.project(x_TxBxD)
-    if extra_proj_Bx3H is not None:
-      xproj = xproj + extra_proj_Bx3H[None, :, :]
-    if mask_TxB is None:
-      mask_TxB = jnp.ones(xproj.shape[:2], bool)
-    hs_TxBxH = gru_lib.recurrence(xproj, h0_BxH, mask_TxB, self.recurrent_kernel,
-                                  self.recurrent_bias)
-    return hs_TxBxH, hs_TxBxH[-1]
 
 
 def row_keys(key, row_ids_B):
@@ -103,15 +74,21 @@ def blocked_output_nll(h_NxH, kernel_VxH, bias_V, targets_N, block_rows: int = 1
   return out.reshape(-1)[:N]
 
 
-def _stacked_orthogonal(n: int):
-  """Orthogonal initialisation of each of the n gates' H x H blocks."""
-  ortho = nn.initializers.orthogonal()
+def row_dropout(x_TxBxD: Array, key, row_ids_B: Array, rate: float) -> Array:
+  """Inverted dropout of time-major activations with one mask per sentence row
+  (`row_bernoulli` of T*D draws), so that a sentence's mask does not depend on
+  the device it is on."""
+  T, B, D = x_TxBxD.shape
+  keep = ~row_bernoulli(key, row_ids_B, rate, T * D)
+  keep = jnp.swapaxes(keep.reshape(B, T, D), 0, 1)
+  return x_TxBxD * keep / (1.0 - rate)
 
-  def init(key, shape, dtype=jnp.float32):
-    rows, cols = shape
-    keys = jax.random.split(key, n)
-    return jnp.concatenate([ortho(k, (rows, cols // n), dtype) for k in keys], axis=1)
-  return init
+
+def _embed(vocab_size, embed_dim, init, embed_init_scale, name=None):
+  if init == "uniform":
+    return nn.Embed(vocab_size, embed_dim, embedding_init=cell_init.uniform(embed_init_scale),
+                    name=name)
+  return nn.Embed(vocab_size, embed_dim, name=name)
 
 
 def _moments(x_BxZ, axis_name):
@@ -184,25 +161,39 @@ class FixedScaleBatchNorm(nn.Module):
     return self.gamma * y + shift
 
 
-class GRUEncoder(nn.Module):
-  """Reads the sentence (words and <eos>); its last state gives q(z|x) = N(mu, diag(exp(logvar)))."""
+class Encoder(nn.Module):
+  """Reads the sentence (words and <eos>); its last hidden state gives
+  q(z|x) = N(mu, diag(exp(logvar)))."""
   vocab_size: int
   embed_dim: int
   hidden_dim: int
   latent_dim: int
   bn_gamma: float = 0.0            # > 0: BN-VAE on the posterior mean
   bn_axis_name: str | None = None  # the pmap axis of training steps
+  cell: str = "gru"
+  param_init: str = "default"
+  init_scale: float = 0.01
+  embed_init_scale: float = 0.1
+  embed_dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, tokens_BxT: Array, deterministic: bool = True):
+  def __call__(self, tokens_BxT: Array, deterministic: bool = True,
+               row_ids_B: Array | None = None):
     tokens_TxB = tokens_BxT.T
-    emb = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_TxB)
-    h0 = jnp.zeros((tokens_BxT.shape[0], self.hidden_dim), emb.dtype)
-    _, h_last = GRU(self.hidden_dim, name="gru")(emb, h0, tokens_TxB != PAD_ID)
+    B = tokens_BxT.shape[0]
+    emb = _embed(self.vocab_size, self.embed_dim, self.param_init, self.embed_init_scale,
+                 name="embed")(tokens_TxB)
+    if self.embed_dropout > 0 and not deterministic:
+      row_ids_B = jnp.arange(B) if row_ids_B is None else row_ids_B
+      emb = row_dropout(emb, self.make_rng("dropout"), row_ids_B, self.embed_dropout)
+    rnn = cells.create(self.cell, self.hidden_dim, self.param_init, self.init_scale)
+    _, last = rnn(rnn.project(emb), rnn.zero_state(B), tokens_TxB != PAD_ID)
+    h_last = rnn.output(last)
+    kernel_init, bias_init = cell_init.initializers(self.param_init, self.init_scale)
     # BN-VAE: no bias (it would be normalised away, and Adam would amplify its
     # zero gradient's rounding noise); the authors' linear layer has none either.
     stats = nn.Dense(2 * self.latent_dim, use_bias=self.bn_gamma <= 0,
-                     name="posterior")(h_last)
+                     kernel_init=kernel_init, bias_init=bias_init, name="posterior")(h_last)
     mu_BxZ, logvar_BxZ = jnp.split(stats, 2, axis=-1)
     if self.bn_gamma > 0:
       mu_BxZ = self._batch_norm_mean(mu_BxZ, deterministic)
@@ -213,8 +204,9 @@ class GRUEncoder(nn.Module):
         mu_BxZ, deterministic)
 
 
-class GRUDecoder(nn.Module):
-  """p(x|z): z sets the initial state (tanh of a linear map) and is concatenated
+class Decoder(nn.Module):
+  """p(x|z): z sets the initial state (the cell's `state_from` of a linear map:
+  GRU h0 = tanh(W z + b); LSTM c0 = W z + b, h0 = tanh(c0)) and is concatenated
   to every input embedding. With `latent_dim == 0` it is an RNN language model."""
   vocab_size: int
   embed_dim: int
@@ -222,29 +214,38 @@ class GRUDecoder(nn.Module):
   latent_dim: int
   word_dropout: float = 0.0
   embed_dropout: float = 0.0
+  output_dropout: float = 0.0
+  cell: str = "gru"
+  param_init: str = "default"
+  init_scale: float = 0.01
+  embed_init_scale: float = 0.1
 
   def setup(self):
-    self.embed = nn.Embed(self.vocab_size, self.embed_dim)
-    self.gru = GRU(self.hidden_dim)
+    H = self.hidden_dim
+    kernel_init, bias_init = cell_init.initializers(self.param_init, self.init_scale)
+    self.embed = _embed(self.vocab_size, self.embed_dim, self.param_init, self.embed_init_scale)
+    self.rnn = cells.create(self.cell, H, self.param_init, self.init_scale)
     if self.latent_dim:
-      self.init_state = nn.Dense(self.hidden_dim)
+      self.init_state = nn.Dense(H, kernel_init=kernel_init, bias_init=bias_init)
       # The z half of the input kernel, applied once per sentence, not per step.
-      self.latent_proj = nn.Dense(3 * self.hidden_dim, use_bias=False)
-    self.output_kernel = self.param(
-        "output_kernel", nn.initializers.lecun_normal(), (self.vocab_size, self.hidden_dim))
-    self.output_bias = self.param("output_bias", nn.initializers.zeros, (self.vocab_size,))
+      self.latent_proj = nn.Dense(cells.CELLS[self.cell].NUM_GATES * H, use_bias=False,
+                                  kernel_init=kernel_init)
+    output_init = kernel_init if self.param_init == "uniform" else nn.initializers.lecun_normal()
+    self.output_kernel = self.param("output_kernel", output_init, (self.vocab_size, H))
+    self.output_bias = self.param("output_bias", bias_init, (self.vocab_size,))
 
-  def initial_state(self, z_BxZ: Array | None, batch_size: int) -> Array:
+  def initial_state(self, z_BxZ: Array | None, batch_size: int):
+    """The cell's initial state (a pytree with leading batch axes)."""
     if self.latent_dim:
-      return jnp.tanh(self.init_state(z_BxZ))
-    return jnp.zeros((batch_size, self.hidden_dim), jnp.float32)
+      return self.rnn.state_from(self.init_state(z_BxZ))
+    return self.rnn.zero_state(batch_size)
 
   def _latent_proj(self, z_BxZ):
     return self.latent_proj(z_BxZ) if self.latent_dim else None
 
   def hidden_states(self, inputs_BxT: Array, z_BxZ: Array | None, *,
                     deterministic: bool = True, row_ids_B: Array | None = None) -> Array:
-    """The decoder's hidden states, time-major: [T, B, H]."""
+    """The decoder's output states (after output dropout), time-major: [T, B, H]."""
     mask = inputs_BxT != PAD_ID
     B, T = inputs_BxT.shape
     if row_ids_B is None:
@@ -258,20 +259,22 @@ class GRUDecoder(nn.Module):
     emb = self.embed(inputs_BxT.T)                              # [T, B, E]
     if self.embed_dropout > 0 and not deterministic:
       key = jax.random.fold_in(self.make_rng("dropout"), 1)
-      keep = ~row_bernoulli(key, row_ids_B, self.embed_dropout, T * self.embed_dim)
-      keep = jnp.swapaxes(keep.reshape(B, T, self.embed_dim), 0, 1)
-      emb = emb * keep / (1.0 - self.embed_dropout)
-    h0 = self.initial_state(z_BxZ, B)
-    hs, _ = self.gru(emb, h0, mask.T, self._latent_proj(z_BxZ))
+      emb = row_dropout(emb, key, row_ids_B, self.embed_dropout)
+    xproj = self.rnn.project(emb)
+    extra = self._latent_proj(z_BxZ)
+    if extra is not None:
+      xproj = xproj + extra[None, :, :]
+    hs, _ = self.rnn(xproj, self.initial_state(z_BxZ, B), mask.T)
+    if self.output_dropout > 0 and not deterministic:
+      key = jax.random.fold_in(self.make_rng("dropout"), 2)
+      hs = row_dropout(hs, key, row_ids_B, self.output_dropout)
     return hs
 
   def token_nll(self, hs_BxTxH: Array, targets_BxT: Array) -> Array:
-    """-log p(target) at every position: logsumexp(logits) - target logit, the
-    target logit from the gathered output row (no B x T x V indexing)."""
-    logits = hs_BxTxH @ self.output_kernel.T + self.output_bias
-    w_target = jnp.take(self.output_kernel, targets_BxT, axis=0)
-    target_logit = jnp.sum(hs_BxTxH * w_target, axis=-1) + self.output_bias[targets_BxT]
-    return jax.nn.logsumexp(logits, axis=-1) - target_logit
+    """-log p(target) at every position (`output_nll`)."""
+    B, T, H = hs_BxTxH.shape
+    return output_nll(hs_BxTxH.reshape(B * T, H), self.output_kernel, self.output_bias,
+                      targets_BxT.reshape(B * T)).reshape(B, T)
 
   def weighted_token_nll(self, hs_TxBxH: Array, targets_BxT: Array,
                          token_weights_BxT: Array):
@@ -304,24 +307,24 @@ class GRUDecoder(nn.Module):
     C, B, _ = z_CxBxZ.shape
     T = inputs_BxT.shape[1]
     H = self.hidden_dim
-    xproj = self.gru.project(self.embed(inputs_BxT.T))  # [T, B, 3H]
-    xproj = xproj[:, None] + self.latent_proj(z_CxBxZ)[None]  # [T, C, B, 3H]
-    h0 = jnp.tanh(self.init_state(z_CxBxZ)).reshape(C * B, H)
+    xproj = self.rnn.project(self.embed(inputs_BxT.T))  # [T, B, GH]
+    xproj = xproj[:, None] + self.latent_proj(z_CxBxZ)[None]  # [T, C, B, GH]
+    state0 = jax.tree_util.tree_map(lambda x: x.reshape((C * B,) + x.shape[2:]),
+                                    self.rnn.state_from(self.init_state(z_CxBxZ)))
     mask = jnp.broadcast_to((inputs_BxT != PAD_ID).T[:, None], (T, C, B)).reshape(T, C * B)
-    hs = gru_lib.recurrence(xproj.reshape(T, C * B, 3 * H), h0, mask,
-                            self.gru.recurrent_kernel, self.gru.recurrent_bias)
+    hs, _ = self.rnn(xproj.reshape(T, C * B, xproj.shape[-1]), state0, mask)
     targets = jnp.broadcast_to(targets_BxT.T[:, None], (T, C, B)).reshape(T * C * B)
     nll = blocked_output_nll(hs.reshape(T * C * B, H), self.output_kernel, self.output_bias,
                              targets)
     return jnp.transpose(nll.reshape(T, C, B), (1, 2, 0))
 
-  def step(self, h_BxH: Array, token_B: Array, z_BxZ: Array | None):
+  def step(self, state, token_B: Array, z_BxZ: Array | None):
     """One decoding step: the new state and the logits [B, V] of the next token."""
-    xp = self.gru.project(self.embed(token_B))
+    xp = self.rnn.project(self.embed(token_B))
     if self.latent_dim:
       xp = xp + self.latent_proj(z_BxZ)
-    h = self.gru.cell(h_BxH, xp)
-    return h, h @ self.output_kernel.T + self.output_bias
+    state = self.rnn.step(state, xp)
+    return state, self.rnn.output(state) @ self.output_kernel.T + self.output_bias
 
 
 def _nll_outputs(out) -> dict:
@@ -333,21 +336,31 @@ def _nll_outputs(out) -> dict:
 
 
 class TextVAE(nn.Module):
-  """The sentence VAE of Bowman et al. (2016) with a GRU encoder and decoder."""
+  """The sentence VAE of Bowman et al. (2016) with a recurrent encoder and decoder."""
   vocab_size: int
   embed_dim: int = 256
   hidden_dim: int = 256
   latent_dim: int = 32
   word_dropout: float = 0.0
   embed_dropout: float = 0.0
-  bn_gamma: float = 0.0            # BN-VAE scale (0 = off); see GRUEncoder
+  bn_gamma: float = 0.0            # BN-VAE scale (0 = off); see Encoder
   bn_axis_name: str | None = None
+  output_dropout: float = 0.0
+  encoder_embed_dropout: float = 0.0
+  cell: str = "gru"
+  param_init: str = "default"
+  init_scale: float = 0.01
+  embed_init_scale: float = 0.1
 
   def setup(self):
-    self.encoder = GRUEncoder(self.vocab_size, self.embed_dim, self.hidden_dim,
-                              self.latent_dim, self.bn_gamma, self.bn_axis_name)
-    self.decoder = GRUDecoder(self.vocab_size, self.embed_dim, self.hidden_dim,
-                              self.latent_dim, self.word_dropout, self.embed_dropout)
+    inits = dict(cell=self.cell, param_init=self.param_init, init_scale=self.init_scale,
+                 embed_init_scale=self.embed_init_scale)
+    self.encoder = Encoder(self.vocab_size, self.embed_dim, self.hidden_dim,
+                           self.latent_dim, self.bn_gamma, self.bn_axis_name,
+                           embed_dropout=self.encoder_embed_dropout, **inits)
+    self.decoder = Decoder(self.vocab_size, self.embed_dim, self.hidden_dim,
+                           self.latent_dim, self.word_dropout, self.embed_dropout,
+                           self.output_dropout, **inits)
 
   def encode(self, tokens_BxT, deterministic: bool = True):
     return self.encoder(tokens_BxT, deterministic)
@@ -356,13 +369,13 @@ class TextVAE(nn.Module):
                row_ids_B=None, token_weights_BxT=None):
     """Per-token NLL of the targets under one reparameterised z ~ q(z|x).
 
-    The noise comes from the 'latent' RNG stream; word and embedding dropout
-    from 'dropout' (only when not deterministic). Each sentence's noise is
-    drawn from `fold_in(stream key, row_ids_B[b])` (default: its row).
+    The noise comes from the 'latent' RNG stream; dropout from 'dropout' (only
+    when not deterministic). Each sentence's noise is drawn from
+    `fold_in(stream key, row_ids_B[b])` (default: its row).
     """
     if row_ids_B is None:
       row_ids_B = jnp.arange(tokens_BxT.shape[0])
-    mu, logvar = self.encoder(tokens_BxT, deterministic)
+    mu, logvar = self.encoder(tokens_BxT, deterministic, row_ids_B)
     eps = row_normal(self.make_rng("latent"), row_ids_B, self.latent_dim)
     z = mu + jnp.exp(0.5 * logvar) * eps.astype(mu.dtype)
     out = self.decoder(inputs_BxT, tokens_BxT, z, deterministic=deterministic,
@@ -380,8 +393,8 @@ class TextVAE(nn.Module):
   def decode_init(self, z_BxZ):
     return self.decoder.initial_state(z_BxZ, z_BxZ.shape[0])
 
-  def decode_step(self, h_BxH, token_B, z_BxZ):
-    return self.decoder.step(h_BxH, token_B, z_BxZ)
+  def decode_step(self, state, token_B, z_BxZ):
+    return self.decoder.step(state, token_B, z_BxZ)
 
 
 class RNNLM(nn.Module):
@@ -393,10 +406,17 @@ class RNNLM(nn.Module):
   latent_dim: int = 0  # fixed: no latent variable
   word_dropout: float = 0.0
   embed_dropout: float = 0.0
+  output_dropout: float = 0.0
+  cell: str = "gru"
+  param_init: str = "default"
+  init_scale: float = 0.01
+  embed_init_scale: float = 0.1
 
   def setup(self):
-    self.decoder = GRUDecoder(self.vocab_size, self.embed_dim, self.hidden_dim, 0,
-                              self.word_dropout, self.embed_dropout)
+    self.decoder = Decoder(self.vocab_size, self.embed_dim, self.hidden_dim, 0,
+                           self.word_dropout, self.embed_dropout, self.output_dropout,
+                           cell=self.cell, param_init=self.param_init, init_scale=self.init_scale,
+                           embed_init_scale=self.embed_init_scale)
 
   def encode(self, tokens_BxT, deterministic: bool = True):
     empty = jnp.zeros((tokens_BxT.shape[0], 0), jnp.float32)
@@ -415,19 +435,26 @@ class RNNLM(nn.Module):
   def decode_init(self, z_BxZ):
     return self.decoder.initial_state(None, z_BxZ.shape[0])
 
-  def decode_step(self, h_BxH, token_B, z_BxZ=None):
-    return self.decoder.step(h_BxH, token_B, None)
+  def decode_step(self, state, token_B, z_BxZ=None):
+    return self.decoder.step(state, token_B, None)
 
 
 def create_model(model_config, vocab_size: int) -> nn.Module:
-  """The model named by `config.model.kind` ('vae' or 'lm')."""
+  """The model named by `config.model.kind` ('vae' or 'lm'). Fields added after
+  a workdir was written take their defaults (its config.json lacks them)."""
+  get = model_config.get
   kwargs = dict(vocab_size=vocab_size, embed_dim=model_config.embed_dim,
                 hidden_dim=model_config.hidden_dim,
                 word_dropout=model_config.word_dropout,
-                embed_dropout=model_config.embed_dropout)
+                embed_dropout=model_config.embed_dropout,
+                output_dropout=float(get("output_dropout", 0.0)),
+                cell=get("cell", "gru"), param_init=get("param_init", "default"),
+                init_scale=float(get("init_scale", 0.01)),
+                embed_init_scale=float(get("embed_init_scale", 0.1)))
   if model_config.kind == "vae":
     return TextVAE(latent_dim=model_config.latent_dim,
-                   bn_gamma=float(model_config.get("bn_gamma", 0.0)),
+                   bn_gamma=float(get("bn_gamma", 0.0)),
+                   encoder_embed_dropout=float(get("encoder_embed_dropout", 0.0)),
                    bn_axis_name="batch", **kwargs)
   if model_config.kind == "lm":
     return RNNLM(**kwargs)

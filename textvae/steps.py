@@ -50,54 +50,13 @@ def _variables(params, batch_stats):
   return {"params": params}
 
 
-def _adam(train_config):
-  return optax.adam(train_config.learning_rate, b1=train_config.adam_b1,
-                    b2=train_config.adam_b2)
-
-
-def _clip(grads, train_config):
-  if train_config.grad_clip > 0:
-    grads, _ = optax.clip_by_global_norm(train_config.grad_clip).update(grads, optax.EmptyState())
-  return grads
-
-
-def make_optimizer(train_config) -> optax.GradientTransformation:
-  """Global-norm gradient clipping (clip <= 0 disables it), then Adam with one
-  state per top-level part of the parameters ('encoder', 'decoder'), so that
-  aggressive training (He et al. 2019) can update one part alone
-  (`update_parts`). Adam is elementwise: updating every part at every step is
-  the same as one Adam over all parameters."""
-  adam = _adam(train_config)
-
-  def init(params):
-    return {part: adam.init(p) for part, p in params.items()}
-
-  def update(grads, state, params=None):
-    grads = _clip(grads, train_config)
-    updates, new_state = {}, {}
-    for part in grads:
-      updates[part], new_state[part] = adam.update(
-          grads[part], state[part], None if params is None else params[part])
-    return updates, new_state
-
-  return optax.GradientTransformation(init, update)
-
-
-def update_parts(state: TrainState, grads, parts, train_config, *, count_step: bool):
-  """Clips `grads` by their global norm over ALL parts (as the authors'
-  clip_grad_norm_(vae.parameters())) and applies Adam to `parts` only (None:
-  every part); the other parts' parameters and Adam states are unchanged.
-  The arithmetic is `make_optimizer`'s, in one pass per parameter
-  (`optim.adam_apply`)."""
-  scale = optim.clip_factor(grads, train_config.grad_clip)
-  params, opt_state = dict(state.params), dict(state.opt_state)
-  for part in (params if parts is None else parts):
-    if part not in params:
-      continue
-    params[part], opt_state[part] = optim.adam_apply(
-        params[part], grads[part], state.opt_state[part],
-        learning_rate=train_config.learning_rate, b1=train_config.adam_b1,
-        b2=train_config.adam_b2, scale=scale)
+def update_parts(state: TrainState, grads, parts, *, count_step: bool):
+  """Runs the state's optimizer (`state.tx`, `optim.make_optimizer`): gradients
+  clipped by their global norm over ALL parts (as the authors'
+  clip_grad_norm_(vae.parameters())), the update applied to `parts` only (None:
+  every part); the other parts' parameters and optimizer states are unchanged."""
+  params, opt_state = optim.apply(state.tx, state.params, grads, state.opt_state,
+                                  tuple(parts) if parts is not None else None)
   step = state.step + 1 if count_step else state.step
   return state.replace(step=step, params=params, opt_state=opt_state)
 
@@ -112,7 +71,7 @@ def init_variables(model, init_key):
 def create_train_state(model, init_key, train_config) -> TrainState:
   variables = init_variables(model, init_key)
   return TrainState.create(apply_fn=model.apply, params=dict(variables["params"]),
-                           tx=make_optimizer(train_config),
+                           tx=optim.make_optimizer(train_config),
                            batch_stats=dict(variables.get("batch_stats", {})))
 
 
@@ -129,7 +88,7 @@ def reinit_decoder(state: TrainState, model, init_key, train_config) -> TrainSta
   fresh = init_variables(model, decoder_reinit_key(init_key, train_config.pretrain_steps))
   dec = fresh["params"]["decoder"]
   params = dict(state.params, decoder=dec)
-  opt_state = dict(state.opt_state, decoder=_adam(train_config).init(dec))
+  opt_state = optim.reset_part(train_config, state.opt_state, "decoder", dec)
   return state.replace(params=params, opt_state=opt_state)
 
 
@@ -210,7 +169,7 @@ def train_step(state: TrainState, batch, train_key, *, train_config, parts=None)
   rngs = step_rngs(train_key, state.step)
   beta = objectives.train_kl_weight(state.step, train_config)
   loss, terms, batch_stats, grads = _loss_and_grads(state, batch, rngs, beta, train_config)
-  new_state = update_parts(state, grads, parts, train_config, count_step=True)
+  new_state = update_parts(state, grads, parts, count_step=True)
   new_state = new_state.replace(batch_stats=batch_stats)
   metrics = lax.psum(_sums(terms, weights), AXIS)
   metrics.update(loss=lax.pmean(loss, AXIS), kl_weight=beta,
@@ -228,7 +187,7 @@ def encoder_step(state: TrainState, batch, key, inner_index, *, train_config):
   rngs = step_rngs(jax.random.fold_in(key, state.step), inner_index)
   beta = objectives.train_kl_weight(state.step, train_config)
   loss, terms, batch_stats, grads = _loss_and_grads(state, batch, rngs, beta, train_config)
-  new_state = update_parts(state, grads, ("encoder",), train_config, count_step=False)
+  new_state = update_parts(state, grads, ("encoder",), count_step=False)
   new_state = new_state.replace(batch_stats=batch_stats)
   sums = _sums(terms, weights)
   loss_sum = loss * sums["num_sentences"]

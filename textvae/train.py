@@ -25,6 +25,7 @@ from textvae import metric_writers as metric_writers_lib
 from textvae.metric_writers import periodic_actions
 from textvae import models
 from textvae import objectives
+from textvae import optim
 from textvae import parallel
 from textvae import steps
 from textvae import workdir as workdir_lib
@@ -156,6 +157,32 @@ def _sync_best_checkpoint(tracker, ckpt, best_ckpt, state):
   else:
     logging.warning("The best validation step %d has no checkpoint left; the final "
                     "test metrics will use the last model", tracker.best_step)
+
+
+def _observe_plateau(config, state, tracker, best_ckpt, valid, step):
+  """The plateau learning-rate schedule after a validation (optim.py): feeds it
+  the monitored metric; after a reduction, restarts from the best validation
+  checkpoint when `lr_schedule.restore_best` (the authors' code reloads the best
+  model at every decay). Returns the (placed) state."""
+  schedule = config.train.lr_schedule
+  value = float(valid[tracker.metric])
+  if not early_stopping.LOWER_IS_BETTER[tracker.metric]:
+    value = -value
+  local = steps.local_state(state)
+  opt_state, decayed = optim.observe_validation(config.train, local.opt_state, value)
+  if decayed:
+    logging.info("Step %d: validation %s has not improved for %d validations; learning "
+                 "rate reduced to %g (reduction %d of %d)", step, tracker.metric,
+                 schedule.patience, optim.learning_rate(config.train, opt_state),
+                 optim.num_decays(config.train, opt_state), schedule.max_decays)
+    if schedule.restore_best and tracker.best_step in best_ckpt.all_steps():
+      best_ckpt.wait_until_finished()
+      best_state, _, _ = best_ckpt.restore(tracker.best_step, local)
+      local = best_state.replace(step=local.step)
+      opt_state = local.opt_state._replace(plateau=opt_state.plateau)
+      logging.info("Step %d: restarting from the best validation checkpoint (step %d)",
+                   step, tracker.best_step)
+  return steps.place_state(local.replace(opt_state=opt_state))
 
 
 def write_samples(model, params, vocab, splits, config, sample_key, workdir):
@@ -303,11 +330,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   window, window_start, last_valid = [], time.time(), {}
   in_flight = parallel.DispatchBound()
-  done_at_start = start_step >= num_steps or tracker.stopped
-  if tracker.stopped:
-    logging.info("Early stopping already triggered (best %s=%.4f at step %d)",
+  schedule = config.train.get("lr_schedule", None)
+  plateau = schedule is not None and schedule.get("name", "constant") == "plateau"
+  lr_done = optim.schedule_finished(config.train, steps.local_state(state).opt_state)
+  stopped = tracker.stopped or lr_done
+  done_at_start = start_step >= num_steps or stopped
+  if stopped:
+    logging.info("Training already stopped (%s; best %s=%.4f at step %d)",
+                 "last learning-rate reduction" if lr_done else "early stopping",
                  tracker.metric, tracker.best_value, tracker.best_step)
-  for step in range(start_step + 1, 0 if tracker.stopped else num_steps + 1):
+  for step in range(start_step + 1, 0 if stopped else num_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       if pretrain_steps and step == pretrain_steps + 1:
         # Li et al. 2019: the autoencoder phase is over; fresh decoder, VAE from here.
@@ -358,10 +390,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                        checkpoint_meta(step))
         logging.info("Step %d: best validation %s so far, %.4f; saved to %s", step,
                      tracker.metric, tracker.best_value, best_ckpt.directory)
+      if plateau and step >= schedule.start_step:
+        state = _observe_plateau(config, state, tracker, best_ckpt, valid, step)
+        lr_done = optim.schedule_finished(config.train, steps.local_state(state).opt_state)
+      if plateau:
+        writer.write_scalars(step, {"train/learning_rate": optim.learning_rate(
+            config.train, steps.local_state(state).opt_state)})
       if tracker.stopped:
         logging.info("Step %d: early stopping, validation %s has not improved for %d "
                      "evaluations (best %.4f at step %d)", step, tracker.metric,
                      tracker.evals_since_best, tracker.best_value, tracker.best_step)
+      if lr_done:
+        logging.info("Step %d: the learning rate was reduced %d times: training stops "
+                     "(best %s %.4f at step %d)", step, schedule.max_decays, tracker.metric,
+                     tracker.best_value, tracker.best_step)
+      stopped = tracker.stopped or lr_done
+      if stopped:
         do_ckpt = True
     if do_ckpt:
       with report.timed("checkpoint"):
@@ -370,7 +414,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         os.remove(marker)
     if do_eval:
       window_start = time.time()  # throughput excludes evaluation and saving
-    if tracker.stopped:
+    if stopped:
       break
 
   ckpt.wait_until_finished()
@@ -389,6 +433,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       results["test"] = run_eval("test")
     results["best_step"] = tracker.best_step
     results["early_stopping"] = tracker.to_meta()
+    opt_state = steps.local_state(state).opt_state
+    results["lr_schedule"] = {"learning_rate": optim.learning_rate(config.train, opt_state),
+                              "decays": optim.num_decays(config.train, opt_state),
+                              "finished": lr_done}
     writer.write_scalars(final_step, {f"test/{k}": v for k, v in results["test"].items()
                                       if isinstance(v, (int, float))})
     params = steps.local_state(state).variables()

@@ -71,6 +71,10 @@ def check_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
     section, _, field = key.partition(".")
     if section not in ("model", "data") or field in MUTABLE_DATA_FIELDS:
       continue
+    if key not in saved:
+      # A field added after this workdir was started: its default is the
+      # behaviour the workdir was trained with (every new field's contract).
+      continue
     if saved.get(key) != now.get(key):
       diffs.append(f"config.{key}: workdir has {saved.get(key)!r}, this run {now.get(key)!r}")
   if diffs:

@@ -16,13 +16,18 @@ gradient at every step (results/perf.md).
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from textvae.cells import base
+
+Array = jax.Array
 
 
 def cell(kernel_Hx3H, bias_3H, h_BxH, xp_Bx3H):
   """One GRU step: the new state and the gates (r, u, n, p_n) that the
-  backward pass needs. Also the decoding step (`models.GRU.cell`)."""
+  backward pass needs. Also the decoding step (`GRU.step`)."""
   H = h_BxH.shape[-1]
   p = h_BxH @ kernel_Hx3H + bias_3H
   r = jax.nn.sigmoid(xp_Bx3H[:, :H] + p[:, :H])
@@ -86,3 +91,42 @@ def _bwd(res, dhs_TxBxH):
 
 
 recurrence.defvjp(_fwd, _bwd)
+
+
+class GRU(nn.Module):
+  """A single-layer GRU cell (`textvae.cells` interface); the state is h [B, H].
+
+  The input projection of every step is one matmul before `lax.scan`
+  (`project`), and only the recurrent matmul runs inside it."""
+  NUM_GATES = 3
+  hidden_dim: int
+  param_init: str = "default"
+  init_scale: float = 0.01
+
+  def setup(self):
+    H = self.hidden_dim
+    kernel, bias = base.initializers(self.param_init, self.init_scale)
+    recurrent = base.stacked_orthogonal(3) if self.param_init == "default" else kernel
+    self.input_proj = nn.Dense(3 * H, kernel_init=kernel, bias_init=bias, name="input")
+    self.recurrent_kernel = self.param("recurrent_kernel", recurrent, (H, 3 * H))
+    self.recurrent_bias = self.param("recurrent_bias", bias, (3 * H,))
+
+  def project(self, x_XxYxD: Array) -> Array:
+    return self.input_proj(x_XxYxD)
+
+  def zero_state(self, batch_size: int) -> Array:
+    return jnp.zeros((batch_size, self.hidden_dim), jnp.float32)
+
+  def state_from(self, v_BxH: Array) -> Array:
+    return jnp.tanh(v_BxH)
+
+  def output(self, h_BxH: Array) -> Array:
+    return h_BxH
+
+  def step(self, h_BxH: Array, xproj_Bx3H: Array) -> Array:
+    return cell(self.recurrent_kernel, self.recurrent_bias, h_BxH, xproj_Bx3H)[0]
+
+  def __call__(self, xproj_TxBx3H: Array, h0_BxH: Array, mask_TxB: Array):
+    hs_TxBxH = recurrence(xproj_TxBx3H, h0_BxH, mask_TxB, self.recurrent_kernel,
+                          self.recurrent_bias)
+    return hs_TxBxH, hs_TxBxH[-1]
