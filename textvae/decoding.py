@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from textvae import errors
 from textvae.data import pipeline
 from textvae.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
@@ -193,13 +194,13 @@ def generate(model, params, z_BxZ, key=None, *, max_length: int, strategy: str =
   sample, top_k and top_p; it must be > 0 (use greedy for the limit 0).
   """
   if strategy not in STRATEGIES:
-    raise ValueError(f"strategy={strategy!r}: expected one of {STRATEGIES}")
+    raise errors.ConfigError(f"strategy={strategy!r}: expected one of {STRATEGIES}")
   if max_length < 1:
-    raise ValueError(f"max_length={max_length}: must be at least 1")
+    raise errors.ConfigError(f"max_length={max_length}: must be at least 1")
   z_BxZ = jnp.asarray(z_BxZ, jnp.float32)
   if strategy == "beam":
     if beam_size < 1:
-      raise ValueError(f"beam_size={beam_size}: must be at least 1")
+      raise errors.ConfigError(f"beam_size={beam_size}: must be at least 1")
     seqs, _, _ = _beam_search(model, params, z_BxZ, length_penalty,
                               max_length=max_length, beam_size=beam_size)
     return seqs[:, 0]
@@ -207,11 +208,12 @@ def generate(model, params, z_BxZ, key=None, *, max_length: int, strategy: str =
     if key is None:
       raise ValueError(f"strategy={strategy!r} draws at random: pass a key")
     if not temperature > 0:
-      raise ValueError(f"temperature={temperature}: must be > 0 (greedy is the limit 0)")
+      raise errors.ConfigError(f"temperature={temperature}: must be > 0 (greedy is the "
+                               "limit 0)")
     if strategy == "top_k" and top_k < 1:
-      raise ValueError(f"top_k={top_k}: must be at least 1")
+      raise errors.ConfigError(f"top_k={top_k}: must be at least 1")
     if strategy == "top_p" and not 0 < top_p <= 1:
-      raise ValueError(f"top_p={top_p}: must be in (0, 1]")
+      raise errors.ConfigError(f"top_p={top_p}: must be in (0, 1]")
   if key is None:
     key = jax.random.key(0)
   B = z_BxZ.shape[0]

@@ -22,6 +22,8 @@ from absl import flags
 from absl import logging
 import jax
 
+from textvae import config_checks
+from textvae import errors
 from textvae import evaluation
 from textvae import reconstruction as reconstruction_lib
 from textvae import restore
@@ -59,6 +61,9 @@ KEYS = ("iw_nll", "elbo", "recon", "kl", "mi", "au", "ppl", "ppl_elbo", "num_sen
 def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch_size=32,
                      chunk_size=50, seed=0, source_dir=None, reconstruction=True,
                      checkpoint="auto") -> dict:
+  for name, value in (("--num_importance_samples", num_samples), ("--batch_size", batch_size),
+                      ("--chunk_size", chunk_size)):
+    config_checks.check(name, value, config_checks.integer(1))
   trained = restore.load(workdir, step, checkpoint)
   config = trained.config
   if source_dir is not None:
@@ -106,4 +111,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(errors.cli_main(main))

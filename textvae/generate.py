@@ -29,7 +29,9 @@ from absl import logging
 import jax
 import numpy as np
 
+from textvae import config_checks
 from textvae import decoding
+from textvae import errors
 from textvae import restore
 
 FLAGS = flags.FLAGS
@@ -101,15 +103,15 @@ def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
                                       **generate_kwargs)
     return [vocab.decode(t) for t in np.asarray(tokens)], warnings
   if not decoding.latent_dim(model):
-    raise app.UsageError(f"--mode={mode} needs a VAE; {trained.workdir} holds a language "
-                         "model (latent_dim 0): use --mode=sample")
+    raise errors.ConfigError(f"--mode={mode} needs a VAE; {trained.workdir} holds a "
+                             "language model (latent_dim 0): use --mode=sample")
   if inputs is None:
     inputs = validation_sentences(trained, num if mode == "reconstruct" else 2, source_dir)
   if mode == "interpolate" and len(inputs) != 2:
-    raise app.UsageError(f"--mode=interpolate takes exactly 2 sentences in --inputs, got "
-                         f"{len(inputs)}")
-  if mode == "interpolate" and num < 2:
-    raise app.UsageError(f"--num={num}: an interpolation needs at least 2 points")
+    raise errors.ConfigError(f"--mode=interpolate takes exactly 2 sentences in --inputs, "
+                             f"got {len(inputs)}")
+  if mode == "interpolate":
+    config_checks.check("--num", num, config_checks.integer(2))  # both endpoints
   tokens, unknown = encode_inputs(vocab, inputs, trained.config.data.max_length)
   for sentence, words in zip(inputs, unknown):
     if words:
@@ -126,13 +128,12 @@ def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if FLAGS.num < 1:
-    raise app.UsageError(f"--num={FLAGS.num}: must be at least 1")
+  config_checks.check("--num", FLAGS.num, config_checks.integer(1))
   inputs = None
   if FLAGS.inputs is not None:
     inputs = [s.strip() for s in FLAGS.inputs.split("|")]
     if not all(inputs):
-      raise app.UsageError(f"--inputs={FLAGS.inputs!r} holds an empty sentence")
+      raise errors.ConfigError(f"--inputs={FLAGS.inputs!r} holds an empty sentence")
   trained = restore.load(FLAGS.workdir, FLAGS.step)
   logging.info("Loaded %s at step %d (%s)", trained.workdir, trained.step,
                trained.config.model.kind)
@@ -151,4 +152,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(errors.cli_main(main))

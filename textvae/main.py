@@ -14,6 +14,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from textvae import errors
 from textvae import parallel
 from textvae import train
 
@@ -111,4 +112,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(errors.cli_main(main), flags_parser=parse_flags)

@@ -29,6 +29,9 @@ def reconstruction_nll(nll_BxT, tokens_BxT):
   return jnp.sum(nll_BxT * token_mask(tokens_BxT), axis=-1)
 
 
+KL_SCHEDULES = ("constant", "linear", "logistic", "cyclical")
+
+
 def kl_weight(step, schedule_config):
   """The KL weight (beta) at `step` for `config.train.kl_schedule`.
 
@@ -56,7 +59,7 @@ def kl_weight(step, schedule_config):
     within = jnp.minimum(1.0, pos / s.ratio)
     return jnp.where(step >= s.num_cycles * period, top, top * within)
   raise ValueError(f"config.train.kl_schedule.name={s.name!r}: expected one of "
-                   "'constant', 'linear', 'logistic', 'cyclical'")
+                   f"{', '.join(map(repr, KL_SCHEDULES))}")
 
 
 def elbo_terms(outputs, tokens_BxT):

@@ -25,6 +25,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from textvae import errors
 ENV_FLAG = "TEXTVAE_DISTRIBUTED"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
@@ -51,7 +52,7 @@ def maybe_initialize_distributed(enabled: bool | None = None) -> bool:
       try:
         kwargs[key] = int(value)
       except ValueError:
-        raise ValueError(f"{name}={value!r}: expected an integer") from None
+        raise errors.ConfigError(f"{name}={value!r}: expected an integer") from None
   # CPU processes need a cross-process collectives backend (gloo is the default
   # from jax 0.5 on; older versions default to none).
   if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
@@ -87,7 +88,7 @@ def check_global_batch(batch_size: int, name: str = "config.train.batch_size") -
   """Rows per device; a clear error when the global batch does not split evenly."""
   devices = jax.device_count()
   if batch_size % devices:
-    raise ValueError(
+    raise errors.ConfigError(
         f"{name}={batch_size} does not split evenly over {devices} devices "
         f"({jax.process_count()} processes x {jax.local_device_count()} local); "
         f"use a multiple of {devices}")

@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from textvae import config_checks
 from textvae import decoding
+from textvae import errors
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "num_steps"))
@@ -131,8 +133,8 @@ def probe_workdir(workdir: str, *, train_split: str = "train", test_split: str =
   trained = restore.load(workdir, step)
   splits = load_encoded_splits(trained, (train_split, test_split))
   if not splits[train_split].factors:
-    raise ValueError(f"corpus {trained.config.data.name!r} has no generating factors to "
-                     "probe (only 'synthetic' has)")
+    raise errors.WorkdirError(f"corpus {trained.config.data.name!r} has no generating "
+                              "factors to probe (only 'synthetic' has)")
   stats = {s: decoding.posterior_stats(trained.model, trained.params, splits[s],
                                        batch_size=batch_size)
            for s in (train_split, test_split)}
@@ -157,6 +159,7 @@ def main(argv):
   from absl import app  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config_checks.check("--batch_size", FLAGS.batch_size, config_checks.integer(1))
   out = probe_workdir(FLAGS.workdir, train_split=FLAGS.train_split,
                       test_split=FLAGS.test_split, batch_size=FLAGS.batch_size,
                       step=FLAGS.step)
@@ -178,4 +181,4 @@ if __name__ == "__main__":
                        "checkpoint, workdir/best, else the latest).")
   flags.mark_flag_as_required("workdir")
   FLAGS = flags.FLAGS
-  app.run(main)
+  app.run(errors.cli_main(main))

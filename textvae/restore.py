@@ -12,6 +12,7 @@ import jax
 import ml_collections
 
 from textvae import checkpoints
+from textvae import errors
 from textvae import models
 from textvae import steps
 from textvae import workdir as workdir_lib
@@ -37,11 +38,11 @@ def load(workdir: str, step: int | None = None, checkpoint: str = "auto") -> Tra
   else `checkpoint`: 'best' (the best validation checkpoint in workdir/best),
   'latest', or 'auto' (best when the workdir has one, else latest)."""
   if checkpoint not in CHOICES:
-    raise ValueError(f"checkpoint={checkpoint!r}: expected one of {CHOICES}")
+    raise errors.ConfigError(f"checkpoint={checkpoint!r}: expected one of {CHOICES}")
   workdir = os.path.abspath(workdir)
   for path in (workdir_lib.config_path(workdir), workdir_lib.vocab_path(workdir)):
     if not os.path.exists(path):
-      raise FileNotFoundError(f"{path} not found: is {workdir} a textvae workdir?")
+      raise errors.MissingFileError(f"{path} not found: is {workdir} a textvae workdir?")
   config = workdir_lib.load_config(workdir)
   vocab = vocab_lib.Vocabulary.load(workdir_lib.vocab_path(workdir))
   model = models.create_model(config.model, len(vocab))
@@ -54,17 +55,17 @@ def load(workdir: str, step: int | None = None, checkpoint: str = "auto") -> Tra
       best = None
   use_best = best is not None
   if checkpoint == "best" and step is None and not use_best:
-    raise FileNotFoundError(f"{best_dir} holds no checkpoint (the run has not "
-                            "validated yet, or predates model selection)")
+    raise errors.MissingFileError(f"{best_dir} holds no checkpoint (the run has not "
+                                  "validated yet, or predates model selection)")
   ckpt = best if use_best else checkpoints.Checkpointer(workdir)
   try:
     available = ckpt.all_steps()
     if not available:
-      raise FileNotFoundError(f"{ckpt.directory} holds no complete checkpoint")
+      raise errors.MissingFileError(f"{ckpt.directory} holds no complete checkpoint")
     step = max(available) if step is None else step
     if step not in available:
-      raise ValueError(f"no checkpoint at step {step} in {ckpt.directory}; "
-                       f"available: {sorted(available)}")
+      raise errors.MissingFileError(f"no checkpoint at step {step} in {ckpt.directory}; "
+                                    f"available: {sorted(available)}")
     template = steps.create_train_state(model, jax.random.key(0), config.train)
     # Model variables only: the optimizer state is not needed to evaluate or generate.
     restored = ckpt.restore_variables(step, template.params, template.batch_stats)

@@ -18,8 +18,10 @@ import ml_collections
 import numpy as np
 
 from textvae import checkpoints
+from textvae import config_checks
 from textvae import decoding
 from textvae import early_stopping
+from textvae import errors
 from textvae import evaluation
 from textvae import metric_writers as metric_writers_lib
 from textvae.metric_writers import periodic_actions
@@ -220,12 +222,14 @@ def write_samples(model, params, vocab, splits, config, sample_key, workdir):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns
   the final validation and test metrics."""
+  # Settings first: a refused run leaves no file behind, not even the workdir.
+  config_checks.check_config(config)
+  parallel.check_global_batch(config.train.batch_size)
+  parallel.check_global_batch(config.train.eval_batch_size, "config.train.eval_batch_size")
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   workdir_lib.check_compatible(config, workdir)
   workdir_lib.check_checkpoint(config, workdir)  # vocabulary and model vs the checkpoint
-  parallel.check_global_batch(config.train.batch_size)
-  parallel.check_global_batch(config.train.eval_batch_size, "config.train.eval_batch_size")
 
   marker = os.path.join(workdir, NAN_MARKER)
   if os.path.exists(marker):
@@ -284,8 +288,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info("Resuming from step %d (checkpoint %s)", start_step,
                  os.path.join(ckpt.directory, str(latest)))
     if meta.get("vocab_size") != len(vocab):
-      raise ValueError(f"checkpoint {latest} has vocab_size {meta.get('vocab_size')}, "
-                       f"the workdir's vocab.json {len(vocab)}")
+      raise errors.WorkdirError(f"checkpoint {latest} has vocab_size "
+                                f"{meta.get('vocab_size')}, the workdir's vocab.json "
+                                f"{len(vocab)}")
   else:
     logging.info("Starting from scratch in %s", workdir)
 

@@ -21,6 +21,7 @@ import os
 import ml_collections
 
 from textvae import checkpoints
+from textvae import errors
 
 # Fields that may change between runs of the same workdir.
 MUTABLE_DATA_FIELDS = ("source_dir", "tfds_data_dir")
@@ -78,7 +79,7 @@ def check_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
     if saved.get(key) != now.get(key):
       diffs.append(f"config.{key}: workdir has {saved.get(key)!r}, this run {now.get(key)!r}")
   if diffs:
-    raise ValueError(
+    raise errors.WorkdirError(
         f"{workdir} was trained with a different model or data config; nothing was "
         "changed in it. Use a new --workdir, or the workdir's values:\n  "
         + "\n  ".join(diffs))
@@ -125,7 +126,7 @@ def check_corpus(fingerprint: dict, workdir: str) -> None:
           f"{x['sentences']} sentences (sha256 {x['sha256']})")
       diffs.append(f"{split} split: workdir has {describe(a)}, this run {describe(b)}")
   if diffs:
-    raise ValueError(
+    raise errors.WorkdirError(
         f"{workdir} was trained on a different corpus ({path}); nothing was changed in "
         "it. Use a new --workdir, or the original corpus files:\n  " + "\n  ".join(diffs))
 
@@ -147,8 +148,8 @@ def check_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> None:
   where = f"checkpoint {step} in {directory}"
   vpath = vocab_path(workdir)
   if not os.path.exists(vpath):
-    raise ValueError(f"{vpath} is missing but {where} exists; nothing was changed. "
-                     "Restore vocab.json, or use a new --workdir.")
+    raise errors.WorkdirError(f"{vpath} is missing but {where} exists; nothing was "
+                              "changed. Restore vocab.json, or use a new --workdir.")
   with open(vpath, encoding="utf-8") as f:
     tokens = json.load(f).get("tokens", [])
   diffs = []
@@ -167,9 +168,9 @@ def check_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> None:
         diffs.append(f"config.{key}: the checkpoint has {saved_model.get(key)!r}, "
                      f"this run {now_model.get(key)!r}")
   if diffs:
-    raise ValueError(f"{where} does not match this run; nothing was changed in "
-                     f"{workdir}. Use a new --workdir, or restore the workdir's files:\n  "
-                     + "\n  ".join(diffs))
+    raise errors.WorkdirError(f"{where} does not match this run; nothing was changed in "
+                              f"{workdir}. Use a new --workdir, or restore the workdir's "
+                              "files:\n  " + "\n  ".join(diffs))
 
 
 def drop_partial_metrics_line(workdir: str) -> None:

@@ -18,6 +18,7 @@ from absl import logging
 import grain
 import numpy as np
 
+from textvae import errors
 from textvae.data import vocab as vocab_lib
 
 # Enough epochs that a run never exhausts the plan (a batch index is an int64).
@@ -50,7 +51,7 @@ def encode(name: str, sentences, vocab: vocab_lib.Vocabulary, max_length: int,
   naming where they are (file, first line numbers) for the warning.
   """
   if max_length < 2:
-    raise ValueError(f"config.data.max_length={max_length}: must be at least 2")
+    raise errors.ConfigError(f"config.data.max_length={max_length}: must be at least 2")
   tokens, truncated = [], 0
   for s in sentences:
     ids = vocab.encode(s)
@@ -100,8 +101,8 @@ class TrainBatchPlan:
   def __init__(self, lengths: np.ndarray, batch_size: int, seed: int,
                pool_batches: int = 50):
     if len(lengths) < batch_size:
-      raise ValueError(f"the training split has {len(lengths)} sentences, fewer than "
-                       f"one batch of config.train.batch_size={batch_size}")
+      raise errors.ConfigError(f"the training split has {len(lengths)} sentences, fewer "
+                               f"than one batch of config.train.batch_size={batch_size}")
     self.lengths = np.asarray(lengths)
     self.batch_size = batch_size
     self.seed = seed

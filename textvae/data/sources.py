@@ -9,11 +9,13 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from textvae import errors
 from textvae.data.builders import ptb
 from textvae.data.builders import synthetic
 from textvae.data.builders import text_files
 
 SPLITS = ("train", "valid", "test")
+NAMES = ("synthetic", "ptb", "text_files")  # config.data.name
 
 
 @dataclasses.dataclass
@@ -36,8 +38,8 @@ def make_builder(data_config) -> tfds.core.DatasetBuilder:
                    file_format="array_record")
   if name == "text_files":
     if not data_config.source_dir:
-      raise ValueError("config.data.source_dir must name a folder holding "
-                       "train.txt, valid.txt and test.txt for data.name='text_files'")
+      raise errors.ConfigError("config.data.source_dir must name a folder holding "
+                               "train.txt, valid.txt and test.txt for data.name='text_files'")
     cfg = text_files.make_config(data_config.source_dir,
                                  data_config.get("encoding_errors", "strict"))
     return text_files.TextFiles(data_dir=data_dir, config=cfg, file_format="array_record")
@@ -45,8 +47,8 @@ def make_builder(data_config) -> tfds.core.DatasetBuilder:
     cfg = synthetic.make_config(data_config.get("synthetic_seed", 0),
                                 data_config.get("synthetic_num_train", 10000))
     return synthetic.Synthetic(data_dir=data_dir, config=cfg, file_format="array_record")
-  raise ValueError(f"config.data.name={name!r}: expected one of 'synthetic', 'ptb', "
-                   "'text_files'")
+  raise errors.ConfigError(f"config.data.name={name!r}: expected one of "
+                           f"{', '.join(map(repr, NAMES))}")
 
 
 def load_splits(data_config, splits=SPLITS) -> dict[str, Corpus]:

@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from textvae import errors
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
@@ -83,7 +84,8 @@ class Vocabulary:
       try:
         data = json.load(f)
       except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: not a vocabulary JSON file ({e.msg})") from None
+        raise errors.WorkdirError(
+            f"{path}:{e.lineno}: not a vocabulary JSON file ({e.msg})") from None
     if not isinstance(data, dict) or "tokens" not in data:
-      raise ValueError(f"{path}: expected a JSON object with a 'tokens' list")
+      raise errors.WorkdirError(f"{path}: expected a JSON object with a 'tokens' list")
     return cls(data["tokens"])

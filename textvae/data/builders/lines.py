@@ -7,8 +7,10 @@ import hashlib
 import os
 from typing import Iterator
 
+from textvae import errors
 
-class CorpusError(ValueError):
+
+class CorpusError(errors.UserError, ValueError):
   """A corpus file is missing or malformed; the message names file and line."""
 
 

@@ -24,6 +24,7 @@ from typing import Callable
 from absl import logging
 import tensorflow_datasets as tfds
 
+from textvae import errors
 from textvae.data.builders import lines
 
 SPLIT_FILES = {"train": "train.txt", "valid": "valid.txt", "test": "test.txt"}
@@ -60,8 +61,8 @@ ENCODING_ERRORS = ("strict", "replace", "ignore")
 
 def make_config(source_dir: str, encoding_errors: str = "strict") -> TextFilesConfig:
   if encoding_errors not in ENCODING_ERRORS:
-    raise ValueError(f"config.data.encoding_errors={encoding_errors!r}: expected one of "
-                     f"{', '.join(map(repr, ENCODING_ERRORS))}")
+    raise errors.ConfigError(f"config.data.encoding_errors={encoding_errors!r}: expected "
+                             f"one of {', '.join(map(repr, ENCODING_ERRORS))}")
   source_dir = os.path.abspath(source_dir)
   paths = split_paths(source_dir, SPLIT_FILES)
   digest = lines.files_digest([paths[s] for s in SPLIT_FILES])
