@@ -7,11 +7,13 @@
       --data_dir=../shared/data/ptb --steps=200 --compare --repeats=3
 
 The model of textvae.models.TextVAE in PyTorch: separate encoder and decoder
-embeddings, nn.GRU encoder over the packed target tokens whose last state gives
-mu and logvar, z = mu + exp(logvar / 2) eps, decoder state h0 = tanh(W z + b),
-decoder nn.GRU over packed [embedding(inputs); z], output layer on the packed
-(real) positions only; loss = (summed token NLL + beta * KL) / B with textvae's
-linear KL warm-up, global gradient-norm clipping and Adam from config.train.
+embeddings, nn.GRU or nn.LSTM encoder (config.model.cell) over the packed target
+tokens whose last state gives mu and logvar, z = mu + exp(logvar / 2) eps,
+decoder state h0 = tanh(W z + b) (LSTM: c0 = W z + b, h0 = tanh(c0)), decoder
+RNN over packed [dropout(embedding(inputs)); z], output dropout and the output
+layer on the packed (real) positions only; loss = (summed token NLL + beta * KL)
+/ B with textvae's linear KL warm-up, global gradient-norm clipping and Adam or
+SGD from config.train. `kind = 'lm'`: the decoder alone.
 It trains on exactly textvae's batches (the config's length-bucketed grain
 pipeline, `--skip` as in benchmarks/train_throughput.py).
 
@@ -66,31 +68,47 @@ def define_flags():
 
 
 class SentenceVAE(nn.Module):
-  """textvae.models.TextVAE with nn.GRU over packed sequences."""
+  """textvae.models.TextVAE (or RNNLM, `latent_dim == 0`) with nn.GRU or nn.LSTM
+  over packed sequences. LSTM: the decoder's c0 = W z + b, h0 = tanh(c0) (as
+  textvae's cells and the papers' code); dropout on the decoder's input
+  embeddings and its output states (nn.Dropout, as the papers' code)."""
 
-  def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim):
+  def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim, cell="gru",
+               embed_dropout=0.0, output_dropout=0.0, output_bias=True):
     super().__init__()
-    self.enc_embed = nn.Embedding(vocab_size, embed_dim)
-    self.enc_gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
-    self.posterior = nn.Linear(hidden_dim, 2 * latent_dim)
+    rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
+    self.cell, self.latent_dim = cell, latent_dim
+    if latent_dim:
+      self.enc_embed = nn.Embedding(vocab_size, embed_dim)
+      self.enc_rnn = rnn(embed_dim, hidden_dim, batch_first=True)
+      self.posterior = nn.Linear(hidden_dim, 2 * latent_dim)
+      self.init_state = nn.Linear(latent_dim, hidden_dim)
     self.dec_embed = nn.Embedding(vocab_size, embed_dim)
-    self.init_state = nn.Linear(latent_dim, hidden_dim)
-    self.dec_gru = nn.GRU(embed_dim + latent_dim, hidden_dim, batch_first=True)
-    self.output = nn.Linear(hidden_dim, vocab_size)
+    self.dec_rnn = rnn(embed_dim + latent_dim, hidden_dim, batch_first=True)
+    self.output = nn.Linear(hidden_dim, vocab_size, bias=output_bias)
+    self.dropout_in = nn.Dropout(embed_dropout)
+    self.dropout_out = nn.Dropout(output_dropout)
 
   def forward(self, tokens_BxT, inputs_BxT, lengths_B):
     """Summed NLL of the real target tokens and summed KL, over the batch."""
     pack = lambda x: rnn_utils.pack_padded_sequence(
         x, lengths_B, batch_first=True, enforce_sorted=False)
-    _, h_last = self.enc_gru(pack(self.enc_embed(tokens_BxT)))  # [1, B, H], batch order
-    mu, logvar = self.posterior(h_last[0]).chunk(2, dim=-1)
-    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-    h0 = torch.tanh(self.init_state(z))[None]
-    T = inputs_BxT.shape[1]
-    x = torch.cat([self.dec_embed(inputs_BxT), z[:, None, :].expand(-1, T, -1)], dim=-1)
-    hs, _ = self.dec_gru(pack(x), h0)
-    nll = F.cross_entropy(self.output(hs.data), pack(tokens_BxT).data, reduction="sum")
-    kl = 0.5 * torch.sum(mu.square() + logvar.exp() - 1.0 - logvar)
+    x = self.dropout_in(self.dec_embed(inputs_BxT))
+    state0 = None
+    kl = torch.zeros(())
+    if self.latent_dim:
+      _, last = self.enc_rnn(pack(self.enc_embed(tokens_BxT)))  # batch order
+      h_last = last[0] if self.cell == "lstm" else last
+      mu, logvar = self.posterior(h_last[0]).chunk(2, dim=-1)
+      z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+      v = self.init_state(z)[None]
+      state0 = (torch.tanh(v), v) if self.cell == "lstm" else torch.tanh(v)
+      T = inputs_BxT.shape[1]
+      x = torch.cat([x, z[:, None, :].expand(-1, T, -1)], dim=-1)
+      kl = 0.5 * torch.sum(mu.square() + logvar.exp() - 1.0 - logvar)
+    hs, _ = self.dec_rnn(pack(x), state0)
+    logits = self.output(self.dropout_out(hs.data))
+    nll = F.cross_entropy(logits, pack(tokens_BxT).data, reduction="sum")
     return nll, kl
 
 
@@ -125,9 +143,16 @@ def benchmark(config, *, steps, warmup=10, skip=0):
   torch.manual_seed(config.seed)
   vocab_size, make_iter = train_batches(config, skip)
   m, t = config.model, config.train
-  model = SentenceVAE(vocab_size, m.embed_dim, m.hidden_dim, m.latent_dim)
+  model = SentenceVAE(vocab_size, m.embed_dim, m.hidden_dim,
+                      m.latent_dim if m.kind == "vae" else 0, cell=m.get("cell", "gru"),
+                      embed_dropout=m.embed_dropout,
+                      output_dropout=m.get("output_dropout", 0.0))
+  model.train()
   params = list(model.parameters())
-  optimizer = torch.optim.Adam(params, lr=t.learning_rate, betas=(t.adam_b1, t.adam_b2))
+  if t.get("optimizer", "adam") == "sgd":
+    optimizer = torch.optim.SGD(params, lr=t.learning_rate)
+  else:
+    optimizer = torch.optim.Adam(params, lr=t.learning_rate, betas=(t.adam_b1, t.adam_b2))
   step = 0
 
   def train_step(batch):

@@ -1,13 +1,15 @@
-"""Builds results/ptb.md from the committed runs under results/ptb/<variant>/.
+"""Builds results/ptb.md from the committed runs: the literature setting
+(configs/ptb_lstm.py, results/ptb_lstm/<variant>/) first, with the published
+numbers beside it, then the GRU/Adam table (configs/ptb.py, results/ptb/<variant>/).
 
-Each variant's folder holds what its documented command produced (configs/ptb.py):
+Each variant's folder holds what its documented command produced:
   eval_test.json      `python -m textvae.evaluate --workdir=W --split=test
                       --num_importance_samples=500` (IW-NLL with K=500, ELBO, KL, MI, AU, PPL)
   config.json         the run's config (W/config.json)
   train_summary.json  a summary of W/metrics.jsonl: steps, training wall time,
                       hardware (written by --collect below)
 
-  python results/make_ptb_table.py --collect NAME=W [NAME=W ...]   # copy a run in
+  python results/make_ptb_table.py --table=lstm --collect NAME=W [NAME=W ...]  # copy runs in
   python results/make_ptb_table.py                                  # write results/ptb.md
 
 A variant without eval_test.json is listed as "not run yet": the table is only
@@ -24,7 +26,8 @@ import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RUNS = os.path.join(HERE, "ptb")
+RUNS = os.path.join(HERE, "ptb")             # the GRU/Adam table
+LSTM_RUNS = os.path.join(HERE, "ptb_lstm")   # the literature setting
 OUT = os.path.join(HERE, "ptb.md")
 EPOCH = 1314  # steps per PTB epoch at batch 32 (configs/ptb.py)
 
@@ -41,16 +44,58 @@ VARIANTS = [
     ("bnvae_const", "BN-VAE, gamma 0.6, KL weight 1 throughout (no warm-up)"),
 ]
 
-COMMAND = ("python -m textvae.main --config=configs/ptb.py:{v} "
-           "--config.data.source_dir=../shared/data/ptb --workdir=runs/ptb/{v} && "
-           "python -m textvae.evaluate --workdir=runs/ptb/{v} --split=test "
-           "--num_importance_samples=500 && "
-           "python results/make_ptb_table.py --collect {v}=runs/ptb/{v}")
+LSTM_VARIANTS = [
+    ("lm", "LSTM language model (no z)"),
+    ("vae", "VAE, linear KL warm-up (10 epochs)"),
+    ("bowman", "Bowman et al. 2016: logistic annealing + word dropout 0.25"),
+    ("cyclical", "Fu et al. 2019: cyclical annealing, M=4 cycles of 10 epochs, R=0.5"),
+    ("freebits", "Free bits per dimension, target 8 nats (lambda 0.25)"),
+    ("pretrain_fb", "Li et al. 2019: AE pretraining, decoder reset, free bits 8"),
+    ("aggressive", "He et al. 2019: aggressive inference-network training"),
+    ("bnvae", "Zhu et al. 2020: BN-VAE, gamma 0.6"),
+]
 
-# Published PTB test numbers. Only numbers read from their source in full go
-# here, each with the source; none could be read in full when this file was
-# written (see the note printed under the table).
-PUBLISHED: list[dict] = []
+COMMAND = ("python -m textvae.main --config={config}:{v} "
+           "--config.data.source_dir=../shared/data/ptb --workdir={runs}/{v} && "
+           "python -m textvae.evaluate --workdir={runs}/{v} --split=test "
+           "--num_importance_samples=500 && "
+           "python results/make_ptb_table.py --table={table} --collect {v}={runs}/{v}")
+
+TABLES = {
+    "lstm": dict(runs="LSTM_RUNS", variants=LSTM_VARIANTS, config="configs/ptb_lstm.py",
+                 workdirs="runs/ptb_lstm",
+                 title="The literature setting: LSTM 256/256/32, dropout 0.5, SGD 1.0 "
+                       "with halving on validation plateaus",
+                 setting="All rows: LSTM encoder/decoder, 256-d embeddings and hidden "
+                         "state, 32-d latent, batch 32, dropout 0.5 on the decoder's input "
+                         "embeddings and output states, SGD (learning rate 1.0, gradient "
+                         "norm clipped at 5), halved after a plateau of validations, "
+                         "training stopped after the 5th halving (at most 100 epochs); "
+                         "configs/ptb_lstm.py gives each setting's source in the authors' "
+                         "code and where ours differs."),
+    "gru": dict(runs="RUNS", variants=VARIANTS, config="configs/ptb.py", workdirs="runs/ptb",
+                title="GRU, Adam, no dropout (the first table)",
+                setting="All rows: GRU encoder/decoder, 256-d embeddings and hidden state, "
+                        "32-d latent, batch 32, Adam 1e-3, no dropout, early stopping after "
+                        "3 epochs without a better validation IW-NLL (configs/ptb.py "
+                        "documents each variant's hyperparameters and its paper's)."),
+}
+
+# Published PTB test numbers (the same 256/256/32 LSTM setting), each with its
+# exact source. NLL per sentence and PPL with </s> counted, from the
+# importance-weighted bound, as ours.
+PUBLISHED: list[dict] = [
+    {"model": "LSTM-LM (Li et al. 2019)", "nll": 101.04, "ppl": 100.47,
+     "source": "Li et al. 2019 (EMNLP), *A Surprisingly Effective Fix for Deep Latent "
+               "Variable Modeling of Text*, as quoted in Li et al. 2020, *Optimus*, "
+               "arXiv:2004.04092, appendix Table 8"},
+    {"model": "VAE, AE pretraining + free bits (Li et al. 2019), the best published row "
+              "we know", "nll": None, "nll_from_ppl": True, "ppl": 96.86, "kl": 6.54,
+     "mi": 5.31, "au": 32,
+     "source": "Li et al. 2019 (EMNLP), as quoted in Li et al. 2020, *Optimus*, "
+               "arXiv:2004.04092, appendix Table 8"},
+]
+TEST_TOKENS, TEST_SENTENCES = 82430, 3761  # PTB test split, </s> counted
 
 
 def summarise_log(workdir: str) -> dict:
@@ -103,6 +148,10 @@ def _how_it_ended(workdir: str, last_step) -> str:
     return f"interrupted at step {last_step}: not converged"
   with open(path, encoding="utf-8") as f:
     final = json.load(f)
+  lr = final.get("lr_schedule") or {}
+  if lr.get("finished"):
+    return (f"stopped after {lr['decays']} learning-rate halvings at step {final['step']} "
+            f"(epoch {final['step'] / EPOCH:.0f})")
   if (final.get("early_stopping") or {}).get("stopped"):
     es = final["early_stopping"]
     return (f"early stop at step {final['step']} ({es['evals_since_best']} validations "
@@ -119,13 +168,18 @@ def _gpu_name():
     return None
 
 
-def collect(name: str, workdir: str, hardware: str | None) -> None:
-  if name not in dict(VARIANTS):
-    raise SystemExit(f"unknown variant {name!r}; expected one of {[v for v, _ in VARIANTS]}")
+def _runs(table: str) -> str:
+  return globals()[TABLES[table]["runs"]]
+
+
+def collect(name: str, workdir: str, hardware: str | None, table: str = "gru") -> None:
+  variants = TABLES[table]["variants"]
+  if name not in dict(variants):
+    raise SystemExit(f"unknown variant {name!r}; expected one of {[v for v, _ in variants]}")
   src = os.path.join(workdir, "eval_test.json")
   if not os.path.exists(src):
     raise SystemExit(f"{src} not found: run textvae.evaluate on {workdir} first")
-  dst = os.path.join(RUNS, name)
+  dst = os.path.join(_runs(table), name)
   os.makedirs(dst, exist_ok=True)
   shutil.copyfile(src, os.path.join(dst, "eval_test.json"))
   shutil.copyfile(os.path.join(workdir, "config.json"), os.path.join(dst, "config.json"))
@@ -155,33 +209,32 @@ def _hours(s):
   return "—" if s is None else f"{s / 3600:.1f} h"
 
 
-def build() -> str:
-  lines = ["# Penn Treebank: posterior-collapse remedies (test split)", "",
-           "Generated by `python results/make_ptb_table.py` from `results/ptb/<variant>/"
-           "eval_test.json` (+ `config.json`, `train_summary.json`); do not edit by hand.",
-           "All rows: GRU encoder/decoder, 256-d embeddings and hidden state, 32-d latent, "
-           "batch 32, Adam 1e-3 (configs/ptb.py documents each variant's hyperparameters "
-           "and its paper's).",
-           "IW-NLL: importance-weighted NLL per sentence with K samples (K=500 in the "
-           "documented command; exact for the LM, which has no latent); PPL = exp(IW-NLL "
-           "total / tokens incl. </s>); ELBO per sentence; KL per sentence; MI over the whole "
-           "test split; AU: dimensions with Cov(E_q[z]) > 0.01.", "",
-           "Each row is the run's best checkpoint on validation IW-NLL (K=5, once per epoch "
-           "of 1,314 steps); 'selected step' is that checkpoint, 'training ended' says "
-           "whether the run converged (early stop) or was interrupted.", "",
+def _published_nll(p):
+  if p.get("nll") is not None:
+    return _fmt(p["nll"])
+  if p.get("nll_from_ppl") and p.get("ppl"):
+    import math  # pylint: disable=g-import-not-at-top
+    return f"{math.log(p['ppl']) * TEST_TOKENS / TEST_SENTENCES:.2f} (from PPL)"
+  return "—"
+
+
+def _table(table: str) -> list[str]:
+  t = TABLES[table]
+  runs = _runs(table)
+  lines = [f"## {t['title']}", "", t["setting"], "",
            "| variant | remedy | IW-NLL | K | PPL | ELBO | KL | MI | AU | selected step (epoch) | "
            "training ended | train wall time | hardware | command |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-  for v, remedy in VARIANTS:
-    cmd = "`" + COMMAND.format(v=v) + "`"
-    path = os.path.join(RUNS, v, "eval_test.json")
+  for v, remedy in t["variants"]:
+    cmd = "`" + COMMAND.format(v=v, config=t["config"], runs=t["workdirs"], table=table) + "`"
+    path = os.path.join(runs, v, "eval_test.json")
     if not os.path.exists(path):
       lines.append(f"| {v} | {remedy} | not run yet | | | | | | | | | | | {cmd} |")
       continue
     with open(path, encoding="utf-8") as f:
       ev = json.load(f)
     summ = {}
-    spath = os.path.join(RUNS, v, "train_summary.json")
+    spath = os.path.join(runs, v, "train_summary.json")
     if os.path.exists(spath):
       with open(spath, encoding="utf-8") as f:
         summ = json.load(f)
@@ -192,8 +245,8 @@ def build() -> str:
         f"{summ.get('ended', '—')} | {_hours(summ.get('wall_seconds'))} | "
         f"{summ.get('hardware', '—')} | {cmd} |")
   repeats = []
-  for v, _ in VARIANTS:
-    folder = os.path.join(RUNS, v)
+  for v, _ in t["variants"]:
+    folder = os.path.join(runs, v)
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
       if name.startswith("eval_test_seed") and name.endswith(".json"):
         with open(os.path.join(folder, name), encoding="utf-8") as f:
@@ -201,40 +254,40 @@ def build() -> str:
         repeats.append(f"| {v} | {ev.get('seed')} | {_fmt(ev.get('num_importance_samples'))} | "
                        f"{ev.get('iw_nll'):.3f} | {ev.get('step')} | `{name}` |")
   if repeats:
-    lines += ["", "## The IW-NLL with other importance samples", "",
+    lines += ["", "### The IW-NLL with other importance samples", "",
               "The same checkpoint evaluated again with another `--seed` of the importance "
               "samples (`python -m textvae.evaluate ... --seed=S`): how much of a row's "
               "IW-NLL is Monte Carlo noise.", "",
               "| variant | seed | K | IW-NLL | step | file |", "|---|---|---|---|---|---|"]
     lines += repeats
-  lines += ["", "## Published PTB numbers", ""]
-  if PUBLISHED:
-    lines += ["| model | IW-NLL | PPL | KL | MI | AU | source |", "|---|---|---|---|---|---|---|"]
-    for p in PUBLISHED:
-      lines.append(f"| {p['model']} | {_fmt(p.get('nll'))} | {_fmt(p.get('ppl'))} | "
-                   f"{_fmt(p.get('kl'))} | {_fmt(p.get('mi'))} | {_fmt(p.get('au'))} | "
-                   f"{p['source']} |")
-  else:
-    lines += [
-        "None listed yet: the papers' PTB tables could not be read in full from the "
-        "sources available when this file was generated, and numbers are not copied from "
-        "memory. Where to take them from (the same 256/256/32 setting, LSTM "
-        "encoder/decoder):",
-        "",
-        "- Li et al. 2019, *A Surprisingly Effective Fix for Deep Latent Variable Modeling "
-        "of Text*, EMNLP, arXiv:1909.00868, Table 1 (PTB: LSTM-LM, VAE, cyclic, "
-        "SA-VAE, aggressive, FB, AE+FB ...; NLL, PPL, KL, MI, AU). Code: "
-        "github.com/bohanli/vae-pretraining-encoder.",
-        "- Zhu et al. 2020, *A Batch Normalized Inference Network Keeps the KL Vanishing "
-        "Away*, ACL, arXiv:2004.12585, language-modeling table (PTB with BN-VAE).",
-        "- He et al. 2019, *Lagging Inference Networks and Posterior Collapse in "
-        "Variational Autoencoders*, ICLR, arXiv:1901.05534 (text results on Yahoo and "
-        "Yelp; PTB numbers for aggressive training are in Li et al. 2019).",
-        "",
-        "Their models are LSTMs trained with SGD and learning-rate decay; ours are GRUs "
-        "trained with Adam, so the numbers compare in kind, not to the decimal.",
-    ]
-  return "\n".join(lines) + "\n"
+  return lines + [""]
+
+
+def build() -> str:
+  lines = ["# Penn Treebank: language models and posterior-collapse remedies (test split)", "",
+           "Generated by `python results/make_ptb_table.py` from `results/ptb_lstm/<variant>/` "
+           "and `results/ptb/<variant>/` (`eval_test.json`, `config.json`, "
+           "`train_summary.json`); do not edit by hand. `launch/ptb_table.sh` trains, "
+           "evaluates and collects every row.", "",
+           "IW-NLL: importance-weighted NLL per sentence with K samples (K=500 in the "
+           "documented command; exact for the LM, which has no latent); PPL = exp(IW-NLL "
+           "total / tokens incl. </s>); ELBO per sentence; KL per sentence; MI over the whole "
+           "test split; AU: dimensions with Cov(E_q[z]) > 0.01.", "",
+           "Each row is the run's best checkpoint on validation IW-NLL (K=5, once per epoch "
+           "of 1,314 steps); 'selected step' is that checkpoint, 'training ended' says "
+           "whether the run reached its stopping rule or was interrupted.", ""]
+  lines += _table("lstm")
+  lines += ["### Published PTB numbers at the same setting", "",
+            "| model | NLL | PPL | KL | MI | AU | source |", "|---|---|---|---|---|---|---|"]
+  for p in PUBLISHED:
+    lines.append(f"| {p['model']} | {_published_nll(p)} | {_fmt(p.get('ppl'))} | "
+                 f"{_fmt(p.get('kl'))} | {_fmt(p.get('mi'))} | {_fmt(p.get('au'))} | "
+                 f"{p['source']} |")
+  lines += ["", "The NLL marked 'from PPL' is log(PPL) x 82,430 tokens / 3,761 sentences of "
+            "the test split; the other published rows of those tables could not be read "
+            "in full from the sources available here, and are not copied from memory.", ""]
+  lines += _table("gru")
+  return "\n".join(lines)
 
 
 def main(argv=None):
@@ -245,11 +298,13 @@ def main(argv=None):
                            "summary into results/ptb/NAME/ first")
   parser.add_argument("--hardware", default=None,
                       help="hardware description for collected runs (default: platform)")
+  parser.add_argument("--table", choices=sorted(TABLES), default="gru",
+                      help="which table --collect copies into (lstm: configs/ptb_lstm.py)")
   parser.add_argument("--output", default=OUT)
   args = parser.parse_args(argv)
   for item in args.collect:
     name, _, workdir = item.partition("=")
-    collect(name, workdir, args.hardware)
+    collect(name, workdir, args.hardware, args.table)
   text = build()
   with open(args.output, "w", encoding="utf-8") as f:
     f.write(text)

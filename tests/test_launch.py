@@ -5,11 +5,12 @@
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 LAUNCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch")
-SCRIPTS = ("local.sh", "gpu.sh", "tpu_vm.sh", "slurm.sh")
+SCRIPTS = ("local.sh", "gpu.sh", "tpu_vm.sh", "slurm.sh", "ptb_table.sh")
 
 
 def test_launch_scripts_exist_and_are_executable():
@@ -28,3 +29,36 @@ def test_launch_scripts_pass_shellcheck():
   result = subprocess.run(["shellcheck", "--shell=bash", *paths], capture_output=True,
                           text=True, check=False)
   assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _ptb_table(tmp_path, **env):
+  full = dict(os.environ, RUNS=str(tmp_path / "runs"), TEXTVAE_PYTHON=sys.executable, **env)
+  return subprocess.run([os.path.join(LAUNCH, "ptb_table.sh")], capture_output=True,
+                        text=True, check=True, env=full, cwd=tmp_path)
+
+
+def test_ptb_table_runs_every_row_with_its_documented_command(tmp_path):
+  from configs import ptb_lstm  # pylint: disable=g-import-not-at-top
+  out = _ptb_table(tmp_path, DRY_RUN="1").stdout.splitlines()
+  assert len(out) == len(ptb_lstm.VARIANTS)
+  for row, line in zip(ptb_lstm.VARIANTS, out):
+    assert f"--config=configs/ptb_lstm.py:{row}" in line
+    assert f"--workdir={tmp_path}/runs/{row}" in line
+    assert "--num_importance_samples=500" in line and f"--collect {row}=" in line
+
+
+def test_ptb_table_submits_one_slurm_job_per_row(tmp_path):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  fake = bin_dir / "sbatch"
+  fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$SBATCH_LOG"\n')
+  fake.chmod(0o755)
+  log = tmp_path / "sbatch.log"
+  _ptb_table(tmp_path, SLURM="1", SBATCH_LOG=str(log), TABLE="gru",
+             PATH=f"{bin_dir}:{os.environ['PATH']}")
+  jobs = log.read_text().splitlines()
+  from configs import ptb  # pylint: disable=g-import-not-at-top
+  rows = [v for v in ptb.VARIANTS if v != "svae"]
+  assert len(jobs) == len(rows)
+  for row, job in zip(rows, jobs):
+    assert f"--job-name=ptb-gru-{row}" in job and f"configs/ptb.py:{row}" in job

@@ -2,7 +2,10 @@
 on 4 devices, and on 2 OS processes x 2 devices coordinated by jax.distributed
 (gloo CPU collectives on 127.0.0.1); checkpoints written by the 2 processes
 restore in this single process. The 1-device run goes through launch/local.sh
-(end to end, with TEXTVAE_VENV set to this interpreter's virtualenv).
+(end to end, with TEXTVAE_VENV set to this interpreter's virtualenv). The 2
+processes run textvae.main through tests/slow_end_main.py, which makes process
+0's end-of-run work outlast JAX's shutdown barrier (as on a loaded machine):
+both must still exit with status 0.
 
 One module fixture starts the three subprocess runs, trains the 4-device
 reference in this process (conftest gives it 4 CPU devices) while they run,
@@ -136,7 +139,8 @@ def runs(tmp_path_factory):
   coordinator = f"127.0.0.1:{_free_port()}"
   for pid in range(2):
     procs[f"proc2_{pid}"] = _start(
-        [sys.executable, "-m", "textvae.main"] + _flags(tfds["proc2"], dirs["proc2"]),
+        [sys.executable, os.path.join(REPO, "tests", "slow_end_main.py")]
+        + _flags(tfds["proc2"], dirs["proc2"]),
         _env(2, JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES="2",
              JAX_PROCESS_ID=str(pid)),
         root / f"proc2_{pid}.log")

@@ -103,3 +103,25 @@ def test_clip_factor():
   assert float(optim.clip_factor(g, 10.0)) == 1.0
   np.testing.assert_allclose(optim.clip_factor(g, 2.0), 0.4)
   assert float(optim.clip_factor(g, 0.0)) == 1.0
+
+
+def test_the_train_step_runs_the_states_transformation():
+  """steps.train_step applies `state.tx` (no update path of its own): a state
+  whose tx is SGD with rate 0 keeps its parameters; with rate 1 it moves."""
+  from textvae import models, steps
+  from textvae.data import pipeline
+  model = models.RNNLM(vocab_size=12, embed_dim=4, hidden_dim=8)
+  rows = [np.asarray([5, 6, 7, 2], np.int32), np.asarray([8, 2], np.int32)]
+  batch = jax.tree.map(lambda x: x[None], pipeline.collate(rows, np.ones(2)))
+  tc = _config("sgd", lr=1.0)
+  tc.kl_schedule = dict(name="constant", max_weight=1.0)
+  moved = {}
+  for lr in (0.0, 1.0):
+    state = steps.create_train_state(model, jax.random.key(0), tc)
+    state = state.replace(tx=optim.make_optimizer(_config("sgd", lr=lr)))
+    new, _ = steps.pmap_train_step(tc, devices=jax.devices()[:1])(
+        steps.place_state(state, jax.devices()[:1]), batch, jax.random.key(1))
+    new = steps.local_state(new)
+    moved[lr] = max(float(jnp.abs(a - b).max()) for a, b in
+                    zip(jax.tree.leaves(state.params), jax.tree.leaves(new.params)))
+  assert moved[0.0] == 0.0 and moved[1.0] > 1e-4

@@ -17,10 +17,11 @@ def fixture_table(tmp_path, monkeypatch):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   monkeypatch.setattr(module, "RUNS", str(tmp_path / "results_ptb"))
+  monkeypatch.setattr(module, "LSTM_RUNS", str(tmp_path / "results_ptb_lstm"))
   return module
 
 
-def _workdir(path, *, final):
+def _workdir(path, *, final, lr_schedule=None):
   os.makedirs(path / "checkpoints" / "2628")
   (path / "vocab.json").write_text("{}")
   (path / "config.json").write_text(json.dumps({"model": {"kind": "vae"}}))
@@ -34,7 +35,8 @@ def _workdir(path, *, final):
   if final:
     (path / "final_metrics.json").write_text(json.dumps(
         {"step": 6570, "best_step": 2628, "early_stopping": {
-            "metric": "iw_nll", "stopped": True, "evals_since_best": 3}}))
+            "metric": "iw_nll", "stopped": lr_schedule is None, "evals_since_best": 3},
+         "lr_schedule": lr_schedule}))
 
 
 def test_table_rows_come_from_collected_runs(table, tmp_path):
@@ -43,14 +45,15 @@ def test_table_rows_come_from_collected_runs(table, tmp_path):
   table.collect("bnvae", str(tmp_path / "bn"), "test CPU")
   table.collect("lm", str(tmp_path / "lmrun"), None)
   text = table.build()
-  rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
+  gru = text[text.index("## GRU"):]
+  rows = {line.split(" | ")[0].strip("| "): line for line in gru.splitlines()
           if line.startswith("| ")}
   assert "| 117.25 | 500 | 130.50 | -121.00 | 6.50 | 4.25 | 32 | 2628 (2) |" in rows["bnvae"]
   assert "early stop at step 6570 (3 validations without a better iw_nll)" in rows["bnvae"]
   assert "test CPU" in rows["bnvae"]
   assert "interrupted at step 2628: not converged" in rows["lm"]
   assert "not run yet" in rows["vae"] and "not run yet" not in rows["bnvae"]
-  assert "## The IW-NLL with other importance samples" not in text
+  assert "The IW-NLL with other importance samples" not in text
   (tmp_path / "results_ptb" / "bnvae" / "eval_test_seed1.json").write_text(json.dumps(
       {"iw_nll": 117.3125, "seed": 1, "num_importance_samples": 500, "step": 2628}))
   assert "| bnvae | 1 | 500 | 117.312 | 2628 | `eval_test_seed1.json` |" in table.build()
@@ -66,3 +69,19 @@ def test_collect_refuses_a_run_without_test_evaluation(table, tmp_path):
     table.collect("bnvae", str(tmp_path / "bn"), None)
   with pytest.raises(SystemExit, match="unknown variant 'bn'"):
     table.collect("bn", str(tmp_path / "bn"), None)
+
+
+def test_literature_table_and_published_rows(table, tmp_path):
+  _workdir(tmp_path / "lm", final=True,
+           lr_schedule={"finished": True, "decays": 5, "learning_rate": 0.03125})
+  table.collect("lm", str(tmp_path / "lm"), "test CPU", table="lstm")
+  assert os.path.exists(tmp_path / "results_ptb_lstm" / "lm" / "eval_test.json")
+  assert not os.path.exists(tmp_path / "results_ptb" / "lm")
+  text = table.build()
+  lstm = text[text.index("## The literature setting"):text.index("## GRU")]
+  lm_row = [l for l in lstm.splitlines() if l.startswith("| lm |")][0]
+  assert "stopped after 5 learning-rate halvings at step 6570 (epoch 5)" in lm_row
+  assert "configs/ptb_lstm.py:lm" in lm_row and "--table=lstm" in lm_row
+  # The published NLL derived from a PPL: log(96.86) * 82430 / 3761 = 100.23.
+  assert "| 100.23 (from PPL) | 96.86 | 6.54 | 5.31 | 32 |" in lstm
+  assert "| 101.04 | 100.47 |" in lstm

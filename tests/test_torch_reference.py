@@ -30,8 +30,10 @@ def _module():
   return module
 
 
-def test_packed_loss_equals_per_sentence_loss():
-  """Unsorted lengths: packing must keep every row's own z, h0 and targets."""
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_packed_loss_equals_per_sentence_loss(cell):
+  """Unsorted lengths: packing must keep every row's own z, initial state and
+  targets (LSTM: c0 = W z + b, h0 = tanh(c0))."""
   eos = vocab_lib.EOS_ID
   rows = [np.array([5, 6, 7, 8, eos]), np.array([9, eos]), np.array([10, 11, eos])]
   batch = pipeline.collate(rows, np.ones(3))
@@ -39,7 +41,8 @@ def test_packed_loss_equals_per_sentence_loss():
   inputs = torch.from_numpy(batch["inputs_BxT"]).long()
   lengths = (tokens != vocab_lib.PAD_ID).sum(1)
   torch.manual_seed(0)
-  model = _module().SentenceVAE(vocab_size=12, embed_dim=6, hidden_dim=5, latent_dim=3)
+  model = _module().SentenceVAE(vocab_size=12, embed_dim=6, hidden_dim=5, latent_dim=3,
+                                cell=cell)
 
   torch.manual_seed(1)
   nll, kl = model(tokens, inputs, lengths)
@@ -50,11 +53,13 @@ def test_packed_loss_equals_per_sentence_loss():
   with torch.no_grad():
     for b, r in enumerate(rows):
       L = len(r)
-      _, h = model.enc_gru(model.enc_embed(tokens[b:b + 1, :L]))
+      _, last = model.enc_rnn(model.enc_embed(tokens[b:b + 1, :L]))
+      h = last[0] if cell == "lstm" else last
       mu, logvar = model.posterior(h[0, 0]).chunk(2)
       z = mu + torch.exp(0.5 * logvar) * eps[b]
       x = torch.cat([model.dec_embed(inputs[b, :L]), z.expand(L, -1)], -1)
-      hs, _ = model.dec_gru(x[None], torch.tanh(model.init_state(z))[None, None])
+      v = model.init_state(z)[None, None]
+      hs, _ = model.dec_rnn(x[None], (torch.tanh(v), v) if cell == "lstm" else torch.tanh(v))
       logp = torch.log_softmax(model.output(hs[0]), -1)
       want_nll -= logp[torch.arange(L), tokens[b, :L]].sum()
       want_kl += torch.distributions.kl_divergence(

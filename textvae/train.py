@@ -456,6 +456,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.flush()
   ckpt.close()
   best_ckpt.close()
+  # Every process waits for process 0's end-of-run files (samples, final
+  # metrics): one that exits first waits alone at JAX's shutdown barrier, and
+  # when that times out both processes abort.
+  parallel.sync("end_of_run")
   logging.info("Final metrics: %s", json.dumps(
       {s: {k: v for k, v in m.items() if not isinstance(v, list)} if isinstance(m, dict) else m
        for s, m in results.items()}))

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Trains and evaluates every row of the PTB table, then regenerates results/ptb.md.
+#   launch/ptb_table.sh [ROW ...]          # default: every row of configs/ptb_lstm.py
+# Environment:
+#   TABLE=lstm|gru     which table (configs/ptb_lstm.py or configs/ptb.py; default lstm)
+#   PARALLEL=N         rows trained at once on this host (default: 1 per GPU, else
+#                      1 per CPU core, each row pinned to its own core with taskset)
+#   DATA=DIR           the PTB folder (default ../shared/data/ptb; '' downloads it)
+#   RUNS=DIR           the workdirs (default runs/ptb_lstm or runs/ptb)
+#   DRY_RUN=1          print each row's command and stop
+#   SLURM=1            submit one sbatch job per row instead (one GPU each; extra
+#                      sbatch flags in SBATCH_FLAGS), then run this script again
+#                      without SLURM=1 once they have finished, to build the table.
+# Rerunning is free: each row resumes from its checkpoint (exact resume), a row that
+# reached its stopping rule trains nothing more, and a row already evaluated on
+# test is not evaluated again.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+python="${TEXTVAE_PYTHON:-$repo/.venv/bin/python}"
+table="${TABLE:-lstm}"
+case "$table" in
+  lstm) config=configs/ptb_lstm.py; runs="${RUNS:-runs/ptb_lstm}" ;;
+  gru) config=configs/ptb.py; runs="${RUNS:-runs/ptb}" ;;
+  *) echo "launch/ptb_table.sh: TABLE=$table: expected lstm or gru" >&2; exit 2 ;;
+esac
+data="${DATA-../shared/data/ptb}"
+if [ "$#" -gt 0 ]; then
+  rows=("$@")
+else
+  read -r -a rows <<< "$("$python" -c "import importlib; m = importlib.import_module('${config%.py}'.replace('/', '.')); print(' '.join(v for v in m.VARIANTS if v != 'svae'))")"
+fi
+mkdir -p "$runs"
+
+row_command() {  # the documented command of one row (configs/ptb_lstm.py docstring)
+  local row="$1" w="$runs/$1"
+  local src=()
+  [ -n "$data" ] && src=("--config.data.source_dir=$data")
+  printf '%q ' "$python" -m textvae.main "--config=$config:$row" "${src[@]}" "--workdir=$w"
+  printf '&& { [ -f %q ] || ' "$w/eval_test.json"
+  printf '%q ' "$python" -m textvae.evaluate "--workdir=$w" --split=test --num_importance_samples=500
+  printf '; } && '
+  printf '%q ' "$python" results/make_ptb_table.py "--table=$table" --collect "$row=$w"
+}
+
+if [ "${DRY_RUN:-0}" = 1 ]; then
+  for row in "${rows[@]}"; do row_command "$row"; echo; done
+  exit 0
+fi
+
+if [ "${SLURM:-0}" = 1 ]; then
+  for row in "${rows[@]}"; do
+    # shellcheck disable=SC2086
+    sbatch --job-name="ptb-$table-$row" --output="$runs/$row.slurm-%j.out" --gpus=1 \
+        ${SBATCH_FLAGS:-} --wrap="cd $(printf '%q' "$repo") && $(row_command "$row")"
+  done
+  exit 0
+fi
+
+if [ -z "${PARALLEL:-}" ]; then
+  gpus="$("$python" -c 'import jax; print(sum(d.platform != "cpu" for d in jax.devices()))')"
+  if [ "$gpus" -gt 0 ]; then PARALLEL="$gpus"; else PARALLEL="$(nproc)"; fi
+fi
+pids=()
+slot=0
+for row in "${rows[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$PARALLEL" ]; do sleep 10; done
+  pin=()
+  if command -v taskset > /dev/null && [ "${gpus:-0}" = 0 ]; then
+    pin=(taskset -c "$(( slot % $(nproc) ))")
+  else
+    export CUDA_VISIBLE_DEVICES="$(( slot % PARALLEL ))"
+  fi
+  echo "launch/ptb_table.sh: row $row -> $runs/$row.log" >&2
+  "${pin[@]}" bash -c "$(row_command "$row")" >> "$runs/$row.log" 2>&1 &
+  pids+=("$!")
+  slot=$(( slot + 1 ))
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+"$python" results/make_ptb_table.py
+exit "$status"
