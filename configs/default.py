@@ -18,10 +18,13 @@ def get_config():
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "synthetic"          # synthetic | ptb | text_files
+  config.data.name = "synthetic"          # synthetic | ptb | text_files | yahoo | yelp |
+                                          # short_yelp | snli | yelp_sentiment
   config.data.source_dir = ""             # ptb: local copy; text_files: {train,valid,test}.txt
   config.data.tfds_data_dir = ""          # where TFDS prepares datasets ('' = ~/tensorflow_datasets)
   config.data.encoding_errors = "strict"  # text_files: 'strict' (error naming file:line) | 'replace'
+  config.data.label_column = -1           # text_files, yahoo: 0 = label<TAB>sentence lines
+                                          # (1 = sentence<TAB>label); -1 = no label
   config.data.max_length = 64             # tokens per sentence incl. </s>; longer ones are truncated
   config.data.vocab_size = 0              # 0 = every training word; else the most frequent
   config.data.min_count = 1

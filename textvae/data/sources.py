@@ -11,18 +11,28 @@ import tensorflow_datasets as tfds
 
 from textvae import errors
 from textvae.data.builders import ptb
+from textvae.data.builders import short_yelp
+from textvae.data.builders import snli
 from textvae.data.builders import synthetic
 from textvae.data.builders import text_files
+from textvae.data.builders import yahoo
+from textvae.data.builders import yelp
+from textvae.data.builders import yelp_sentiment
 
 SPLITS = ("train", "valid", "test")
-NAMES = ("synthetic", "ptb", "text_files")  # config.data.name
+# The literature's corpora: line files in their authors' layout (line_corpus.py).
+LINE_CORPORA = {"yahoo": yahoo.Yahoo, "yelp": yelp.Yelp, "short_yelp": short_yelp.ShortYelp,
+                "snli": snli.Snli, "yelp_sentiment": yelp_sentiment.YelpSentiment}
+NAMES = ("synthetic", "ptb", "text_files") + tuple(LINE_CORPORA)  # config.data.name
 
 
 @dataclasses.dataclass
 class Corpus:
-  """The sentences of one split, with generating factors where the corpus has them."""
+  """The sentences of one split, with generating factors or labels (class ids)
+  where the corpus has them, and the names of each one's classes."""
   sentences: list[str]
   factors: dict[str, np.ndarray]
+  class_names: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
 def tfds_data_dir(data_config) -> str:
@@ -40,9 +50,12 @@ def make_builder(data_config) -> tfds.core.DatasetBuilder:
     if not data_config.source_dir:
       raise errors.ConfigError("config.data.source_dir must name a folder holding "
                                "train.txt, valid.txt and test.txt for data.name='text_files'")
-    cfg = text_files.make_config(data_config.source_dir,
-                                 data_config.get("encoding_errors", "strict"))
-    return text_files.TextFiles(data_dir=data_dir, config=cfg, file_format="array_record")
+    return text_files.TextFiles(data_dir=data_dir,
+                                config=text_files.TextFiles.make_config(data_config),
+                                file_format="array_record")
+  if name in LINE_CORPORA:
+    cls = LINE_CORPORA[name]
+    return cls(data_dir=data_dir, config=cls.make_config(data_config), file_format="array_record")
   if name == "synthetic":
     cfg = synthetic.make_config(data_config.get("synthetic_seed", 0),
                                 data_config.get("synthetic_num_train", 10000))
@@ -67,5 +80,8 @@ def load_splits(data_config, splits=SPLITS) -> dict[str, Corpus]:
                  for r in records]
     factor_names = [k for k in (records[0].keys() if records else ()) if k != "text"]
     factors = {k: np.asarray([r[k] for r in records], np.int32) for k in factor_names}
-    out[split] = Corpus(sentences, factors)
+    features = builder.info.features
+    class_names = {k: list(features[k].names) for k in factor_names
+                   if isinstance(features[k], tfds.features.ClassLabel)}
+    out[split] = Corpus(sentences, factors, class_names)
   return out

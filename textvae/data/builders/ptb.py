@@ -84,7 +84,7 @@ class Ptb(tfds.core.GeneratorBasedBuilder):
           raise lines.CorpusError(
               f"downloaded {URL + FILES[split]}: SHA-256 {digest}, expected "
               f"{SHA256[FILES[split]]}")
-    text_files.check_nonempty_train(paths["train"], "strict")
+    text_files.check_nonempty(paths, "strict")
     return {s: text_files.sentence_examples(p, "strict") for s, p in paths.items()}
 
   def _generate_examples(self, **kwargs):  # pragma: no cover - generators above

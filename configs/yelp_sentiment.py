@@ -1,0 +1,62 @@
+"""Shen et al. 2017's Yelp sentiment corpus (textvae/data/builders/
+yelp_sentiment.py; the `label` feature: 0 negative, 1 positive) with a small
+model for the controlled-generation numbers: GRU, embeddings 128, hidden 256,
+latent 32, Adam 1e-3, batch 64.
+
+Not a paper's setting: the style-transfer literature on this corpus uses other
+models (Shen et al.'s cross-aligned autoencoder); the sizes are chosen so a run
+fits a few CPU hours. Sentences have at most 15 words (the authors' filter), so
+max_length 16 truncates nothing. Word dropout 0.25 on the decoder inputs
+(Bowman et al. 2016) and a KL warm-up over the first 10,000 steps keep the
+latent code in use, which transfer through z needs. Validation every 2,000
+steps (IW-NLL, K = 5), training stopped after 3 validations without
+improvement, at most 30,000 steps.
+
+Splits (`config.data.yelp_sentiment_split`): `standard` reads the authors'
+train/dev/test files; `dev_test` (the default here) is the stand-in for a copy
+without the training files: valid = the first `yelp_sentiment_held_out` (1000)
+sentences of each sentiment.dev.{0,1}, test = the next 1000 of each, train = the
+sentiment.test.{0,1} files and the rest of dev (186,153 sentences, 2,908 steps
+an epoch). Its numbers are not the literature's (those are on the test files,
+here part of the training data).
+
+  python -m textvae.main --config=configs/yelp_sentiment.py \\
+      --config.data.source_dir=../shared/data/yelp_sentiment --workdir=runs/yelp_sentiment/vae
+
+With all six files: `--config.data.yelp_sentiment_split=standard` (validation
+then runs on the 63,483 dev sentences). A conditional VAE names the label in
+`--config.model.condition=label`.
+"""
+
+from configs import default
+
+
+def get_config(variant: str = "vae"):
+  if variant not in ("vae", "lm"):
+    raise ValueError(f"unknown configs/yelp_sentiment.py variant {variant!r}: vae, lm")
+  config = default.get_config()
+  config.data.name = "yelp_sentiment"
+  config.data.yelp_sentiment_split = "dev_test"  # standard | dev_test (stand-in split)
+  config.data.yelp_sentiment_held_out = 1000     # dev_test: valid / test sentences per label
+  config.data.max_length = 16
+  config.model.cell = "gru"
+  config.model.embed_dim = 128
+  config.model.hidden_dim = 256
+  config.model.latent_dim = 32
+  config.model.word_dropout = 0.25
+  config.train.batch_size = 64
+  config.train.eval_batch_size = 256
+  config.train.num_steps = 30_000
+  config.train.log_every_steps = 200
+  config.train.eval_every_steps = 2_000
+  config.train.checkpoint_every_steps = 2_000
+  config.train.keep_checkpoints = 2
+  config.train.kl_schedule.name = "linear"
+  config.train.kl_schedule.warmup_steps = 10_000
+  config.train.early_stopping.metric = "iw_nll"
+  config.train.early_stopping.patience = 3
+  if variant == "lm":
+    config.model.kind = "lm"
+    config.model.latent_dim = 0
+    config.model.word_dropout = 0.0
+  return config
