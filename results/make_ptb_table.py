@@ -123,6 +123,8 @@ def summarise_log(workdir: str) -> dict:
     out["median_train_tokens_per_s"] = sorted(tps)[len(tps) // 2]
   valid = [r for r in rows if "valid/iw_nll" in r]
   if valid:
+    best = min(valid, key=lambda r: r["valid/iw_nll"])
+    out["best_valid"] = {"step": best["step"], "value": best["valid/iw_nll"]}
     last = valid[-1]
     out["last_valid"] = {k.split("/", 1)[1]: last[k] for k in last
                          if k.startswith("valid/") and isinstance(last[k], (int, float))}
@@ -172,16 +174,21 @@ def _runs(table: str) -> str:
   return globals()[TABLES[table]["runs"]]
 
 
-def collect(name: str, workdir: str, hardware: str | None, table: str = "gru") -> None:
+def collect(name: str, workdir: str, hardware: str | None, table: str = "gru",
+            progress: bool = False) -> None:
+  """Copies a run's test evaluation, config and log summary into the table's
+  folder; `progress`: a run still training (its summary only, listed as in
+  progress with its best validation so far)."""
   variants = TABLES[table]["variants"]
   if name not in dict(variants):
     raise SystemExit(f"unknown variant {name!r}; expected one of {[v for v, _ in variants]}")
   src = os.path.join(workdir, "eval_test.json")
-  if not os.path.exists(src):
+  if not progress and not os.path.exists(src):
     raise SystemExit(f"{src} not found: run textvae.evaluate on {workdir} first")
   dst = os.path.join(_runs(table), name)
   os.makedirs(dst, exist_ok=True)
-  shutil.copyfile(src, os.path.join(dst, "eval_test.json"))
+  if not progress:
+    shutil.copyfile(src, os.path.join(dst, "eval_test.json"))
   shutil.copyfile(os.path.join(workdir, "config.json"), os.path.join(dst, "config.json"))
   summary = summarise_log(workdir)
   summary["hardware"] = hardware or (
@@ -228,6 +235,16 @@ def _table(table: str) -> list[str]:
   for v, remedy in t["variants"]:
     cmd = "`" + COMMAND.format(v=v, config=t["config"], runs=t["workdirs"], table=table) + "`"
     path = os.path.join(runs, v, "eval_test.json")
+    spath = os.path.join(runs, v, "train_summary.json")
+    if not os.path.exists(path) and os.path.exists(spath):
+      with open(spath, encoding="utf-8") as f:
+        summ = json.load(f)
+      best = summ.get("best_valid") or {}
+      lines.append(
+          f"| {v} | {remedy} | training (best valid {_fmt(best.get('value'))} at epoch "
+          f"{_epoch(best.get('step'))}) | | | | | | | | {summ.get('ended', '—')} | "
+          f"{_hours(summ.get('wall_seconds'))} | {summ.get('hardware', '—')} | {cmd} |")
+      continue
     if not os.path.exists(path):
       lines.append(f"| {v} | {remedy} | not run yet | | | | | | | | | | | {cmd} |")
       continue
@@ -298,13 +315,15 @@ def main(argv=None):
                            "summary into results/ptb/NAME/ first")
   parser.add_argument("--hardware", default=None,
                       help="hardware description for collected runs (default: platform)")
+  parser.add_argument("--progress", action="store_true",
+                      help="--collect runs still training (their log summary only)")
   parser.add_argument("--table", choices=sorted(TABLES), default="gru",
                       help="which table --collect copies into (lstm: configs/ptb_lstm.py)")
   parser.add_argument("--output", default=OUT)
   args = parser.parse_args(argv)
   for item in args.collect:
     name, _, workdir = item.partition("=")
-    collect(name, workdir, args.hardware, args.table)
+    collect(name, workdir, args.hardware, args.table, args.progress)
   text = build()
   with open(args.output, "w", encoding="utf-8") as f:
     f.write(text)

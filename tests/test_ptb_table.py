@@ -85,3 +85,13 @@ def test_literature_table_and_published_rows(table, tmp_path):
   # The published NLL derived from a PPL: log(96.86) * 82430 / 3761 = 100.23.
   assert "| 100.23 (from PPL) | 96.86 | 6.54 | 5.31 | 32 |" in lstm
   assert "| 101.04 | 100.47 |" in lstm
+
+
+def test_a_run_in_progress_is_listed_with_its_best_validation(table, tmp_path):
+  _workdir(tmp_path / "fb", final=False)
+  os.remove(tmp_path / "fb" / "eval_test.json")
+  table.collect("pretrain_fb", str(tmp_path / "fb"), "test CPU", table="lstm", progress=True)
+  assert not os.path.exists(tmp_path / "results_ptb_lstm" / "pretrain_fb" / "eval_test.json")
+  row = [l for l in table.build().splitlines() if l.startswith("| pretrain_fb |")][0]
+  assert "training (best valid 118.50 at epoch 2)" in row
+  assert "interrupted at step 2628: not converged" in row
