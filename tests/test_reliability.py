@@ -17,6 +17,7 @@ import pytest
 
 from configs import default
 from textvae import checkpoints
+from textvae import lock
 from textvae import main as main_lib
 from textvae import restore
 from textvae import train
@@ -140,6 +141,12 @@ def read_metrics(workdir):
   return out
 
 
+def assert_took_over_lock_of(killed, workdir, tmp_path, name):
+  """The killed run's lock was left behind, and run `name` took it over."""
+  assert (f"Taking over the stale lock {lock.lock_path(workdir)} of a run that is no longer "
+          f"running (PID {killed.pid} on host") in log_text(tmp_path, name)
+
+
 def count_lines(workdir, step):
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
     return sum(1 for l in f if json.loads(l)["step"] == step and "train/loss" in l)
@@ -164,6 +171,7 @@ def test_kill_9_at_several_points_then_resume_equals_uninterrupted_run(straight)
   # 1. Killed while writing its first checkpoint: nothing complete to resume from.
   proc = start(workdir, tmp_path, "run1")
   caught1, contents = kill_while_saving(proc, workdir, CKPT_EVERY)
+  assert json.load(open(lock.lock_path(workdir)))["pid"] == proc.pid  # left behind
   complete = checkpoints.Checkpointer(workdir).all_steps()
   assert complete == list(range(CKPT_EVERY, caught1, CKPT_EVERY))[-2:]
   assert f"{caught1}{TMP_SUFFIX}" in ckpt_names(workdir)
@@ -176,9 +184,10 @@ def test_kill_9_at_several_points_then_resume_equals_uninterrupted_run(straight)
   # 2. Rerun: starts from scratch (the half-written folder is not a checkpoint);
   # killed while writing checkpoint 30, after 10 and 20 completed.
   start2 = max(complete, default=0)
-  proc = start(workdir, tmp_path, "run2")
+  killed, proc = proc, start(workdir, tmp_path, "run2")
   caught2, contents = kill_while_saving(proc, workdir, max(3 * CKPT_EVERY, caught1 + 20),
                                         inside="state")
+  assert_took_over_lock_of(killed, workdir, tmp_path, "run2")
   assert (f"Resuming from step {start2}" if start2 else "Starting from scratch") in log_text(
       tmp_path, "run2")
   complete = checkpoints.Checkpointer(workdir).all_steps()
@@ -191,17 +200,20 @@ def test_kill_9_at_several_points_then_resume_equals_uninterrupted_run(straight)
   # (Freezing at Orbax's temporary folder makes the kill point exact however
   # fast the run is; a kill "soon after checkpoint 40" raced a fast machine.)
   resume_from = max(complete)
-  proc = start(workdir, tmp_path, "run3")
+  killed, proc = proc, start(workdir, tmp_path, "run3")
   caught3, _ = kill_while_saving(proc, workdir, NUM_STEPS)
+  assert_took_over_lock_of(killed, workdir, tmp_path, "run3")
   assert caught3 == NUM_STEPS
   assert f"Resuming from step {resume_from}" in log_text(tmp_path, "run3")
   record.append({"resumed_from": resume_from, "killed": f"while writing checkpoint {caught3}",
                  "complete_checkpoints": checkpoints.Checkpointer(workdir).all_steps()})
 
   # 4. Rerun to the end.
-  proc = start(workdir, tmp_path, "run4")
+  killed, proc = proc, start(workdir, tmp_path, "run4")
   assert proc.wait(timeout=300) == 0, log_text(tmp_path, "run4")[-3000:]
   assert "Resuming from step 40" in log_text(tmp_path, "run4")
+  assert_took_over_lock_of(killed, workdir, tmp_path, "run4")
+  assert not os.path.exists(lock.lock_path(workdir))  # released by the finished run
   record.append({"resumed_from": 40, "finished": NUM_STEPS})
 
   a, b = restore.load(straight_dir), restore.load(workdir)

@@ -23,6 +23,7 @@ from textvae import decoding
 from textvae import early_stopping
 from textvae import errors
 from textvae import evaluation
+from textvae import lock
 from textvae import metric_writers as metric_writers_lib
 from textvae.metric_writers import periodic_actions
 from textvae import models
@@ -228,6 +229,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   parallel.check_global_batch(config.train.eval_batch_size, "config.train.eval_batch_size")
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  with lock.hold(workdir):  # one run per workdir, refused before it reads anything
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir_lib.check_compatible(config, workdir)
   workdir_lib.check_checkpoint(config, workdir)  # vocabulary and model vs the checkpoint
 

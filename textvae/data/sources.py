@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from textvae import errors
+from textvae import lock
 from textvae.data.builders import ptb
 from textvae.data.builders import short_yelp
 from textvae.data.builders import snli
@@ -20,6 +21,7 @@ from textvae.data.builders import yelp
 from textvae.data.builders import yelp_sentiment
 
 SPLITS = ("train", "valid", "test")
+PREPARE_LOCK = ".textvae-prepare.lock"  # in the TFDS data dir
 # The literature's corpora: line files in their authors' layout (line_corpus.py).
 LINE_CORPORA = {"yahoo": yahoo.Yahoo, "yelp": yelp.Yelp, "short_yelp": short_yelp.ShortYelp,
                 "snli": snli.Snli, "yelp_sentiment": yelp_sentiment.YelpSentiment}
@@ -67,8 +69,15 @@ def make_builder(data_config) -> tfds.core.DatasetBuilder:
 def load_splits(data_config, splits=SPLITS) -> dict[str, Corpus]:
   """Prepares (once) and reads the splits through `tfds` array_record data sources."""
   tfds.disable_progress_bar()
-  builder = make_builder(data_config)
-  builder.download_and_prepare(file_format="array_record")
+  root = tfds_data_dir(data_config)
+  os.makedirs(root, exist_ok=True)  # for the lock file
+  # Two runs preparing the same dataset at once would both write it and the
+  # second fail renaming its copy into place: the second waits, then finds it
+  # prepared. The builder is made inside, so that it reads the prepared info.
+  with lock.exclusive(os.path.join(root, PREPARE_LOCK),
+                      f"Waiting for another process preparing a dataset in {root}"):
+    builder = make_builder(data_config)
+    builder.download_and_prepare(file_format="array_record")
   sources = builder.as_data_source()
   logging.info("Dataset %s/%s at %s", builder.name, builder.builder_config.name,
                builder.data_dir)

@@ -1,0 +1,194 @@
+"""A workdir under faults and concurrency, with real processes and real files:
+one training run per workdir (lock.json), resume past unreadable checkpoints,
+vocab.json checked by every CLI, evaluate's result kept when the workdir
+cannot be written, a failed checkpoint save, metrics rows once per step, and
+two runs preparing one TFDS dataset at the same moment."""
+
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from test_reliability import REPO, cli, cli_config, cli_env, log_text, start, wait_for
+from textvae import checkpoints
+from textvae import generate
+from textvae import lock
+from textvae import restore
+from textvae import train
+from textvae import workdir as workdir_lib
+
+STEPS = 30  # the trained workdir: checkpoints 20 and 30 (keep 2), best at 30
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """(tmp folder, workdir) of a finished run with the CLI's tiny config."""
+  tmp_path = tmp_path_factory.mktemp("integrity")
+  config = cli_config(tmp_path)
+  config.train.num_steps = STEPS
+  workdir = str(tmp_path / "trained")
+  train.train_and_evaluate(config, workdir)
+  return tmp_path, workdir
+
+
+def copy_of(trained, tmp_path, name="w"):
+  workdir = str(tmp_path / name)
+  shutil.copytree(trained[1], workdir)
+  return workdir
+
+
+def run_cli(module, *args, env, limit_file_size=None, timeout=300):
+  """`python -m module args` to the end; stdout and stderr are pipes (a file
+  size limit does not apply to them)."""
+  preexec = None
+  if limit_file_size is not None:  # writes past this size fail with EFBIG, as on a full disk
+    preexec = lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                         (limit_file_size, limit_file_size))
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout, preexec_fn=preexec)
+
+
+def last_line(text):
+  return text.strip().splitlines()[-1] if text.strip() else ""
+
+
+def metric_steps(workdir):
+  with open(workdir_lib.metrics_path(workdir), encoding="utf-8") as f:
+    return [json.loads(l)["step"] for l in f if "train/loss" in l]
+
+
+def params_of(workdir, step):
+  return restore.load(workdir, step).params
+
+
+# --- One training run per workdir ---------------------------------------------
+
+def test_second_training_run_is_refused_at_once_naming_the_holder(trained):
+  tmp_path = trained[0]
+  workdir = str(tmp_path / "locked")
+  first = start(workdir, tmp_path, "first")
+  try:
+    # Well past taking the lock; frozen so that it holds it however fast it is.
+    wait_for(first, lambda: os.path.exists(workdir_lib.metrics_path(workdir)), "training")
+    os.kill(first.pid, signal.SIGSTOP)
+    holder = json.load(open(lock.lock_path(workdir)))
+    assert holder["pid"] == first.pid and holder["host"] == socket.gethostname()
+    before = sorted(os.listdir(workdir))
+    second = subprocess.run(cli(workdir, tmp_path), cwd=REPO, env=cli_env(tmp_path),
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 1
+    assert last_line(second.stderr) == (
+        f"error: {workdir} is in use by another training run (PID {first.pid} on host "
+        f"{socket.gethostname()}, started {holder['started']}; {workdir}/lock.json): wait "
+        "for it to finish, or use another --workdir")
+    assert "Traceback" not in second.stderr and "Starting from scratch" not in second.stderr
+    assert sorted(os.listdir(workdir)) == before
+  finally:
+    os.kill(first.pid, signal.SIGCONT)
+  assert first.wait(timeout=300) == 0, log_text(tmp_path, "first")[-3000:]
+  assert not os.path.exists(lock.lock_path(workdir))  # released at the end
+  steps = metric_steps(workdir)
+  assert steps == sorted(set(steps)), "a step logged twice"
+
+
+def test_two_process_run_is_one_run_refused_by_both_processes(trained, tmp_path):
+  """Process 0 owns the lock; process 1 stops with it instead of waiting."""
+  workdir = str(tmp_path / "w")
+  os.makedirs(workdir)
+  me = lock.acquire(workdir)  # held by this (live) test process
+  port = socket.socket()
+  port.bind(("127.0.0.1", 0))
+  coordinator = f"127.0.0.1:{port.getsockname()[1]}"
+  port.close()
+  procs = []
+  for pid in range(2):
+    env = cli_env(trained[0])
+    env.update(JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES="2",
+               JAX_PROCESS_ID=str(pid))
+    procs.append(subprocess.Popen(cli(workdir, trained[0]), cwd=REPO, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+  try:
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  expected = (f"error: {workdir} is in use by another training run (PID {os.getpid()} on host "
+              f"{socket.gethostname()}, started {me['started']}; {workdir}/lock.json): wait "
+              "for it to finish, or use another --workdir")
+  for p, out in zip(procs, outs):
+    assert p.returncode == 1, out[-3000:]
+    assert expected in out.splitlines(), out[-3000:]
+  assert json.load(open(lock.lock_path(workdir)))["pid"] == os.getpid()  # still ours
+  lock.release(workdir, me)
+  assert not os.path.exists(lock.lock_path(workdir))
+
+
+def test_stale_lock_taken_over_live_or_remote_holder_refused(tmp_path, caplog):
+  workdir = str(tmp_path)
+  path = lock.lock_path(workdir)
+  dead = subprocess.Popen(["true"])
+  dead.wait()
+  me = lock.identity()
+  for stale in (dict(me, pid=dead.pid),  # no such process any more
+                dict(me, start_ticks=me["start_ticks"] + 1),  # a reused PID
+                dict(me, boot_id="another boot")):  # the machine restarted
+    json.dump(stale, open(path, "w"))
+    with caplog.at_level("WARNING"):
+      got = lock.acquire(workdir)
+    assert json.load(open(path)) == got and got["pid"] == os.getpid()
+    assert f"Taking over the stale lock {path}" in caplog.text
+    caplog.clear()
+  lock.release(workdir, got)
+  live = subprocess.Popen(["sleep", "60"])
+  try:
+    json.dump(dict(lock.identity(), pid=live.pid,
+                   start_ticks=lock._start_ticks(live.pid)), open(path, "w"))
+    with pytest.raises(lock.errors.WorkdirError, match=f"PID {live.pid} on host"):
+      lock.acquire(workdir)
+  finally:
+    live.kill()
+    live.wait()
+  json.dump(dict(me, host="elsewhere"), open(path, "w"))
+  with pytest.raises(lock.errors.WorkdirError) as e:
+    lock.acquire(workdir)
+  assert str(e.value).endswith(f"or delete {path} if that run is no longer running")
+
+
+# --- Two runs preparing one TFDS dataset at once ------------------------------------
+
+PREPARE = """
+import os, sys, time
+from configs import default
+from textvae.data import sources
+config = default.get_config()
+config.data.tfds_data_dir, config.data.synthetic_num_train = sys.argv[1], 3000
+open(sys.argv[2] + "." + str(os.getpid()), "w").close()  # imported: ready
+while not os.path.exists(sys.argv[2]):  # both start preparing at the same moment
+  time.sleep(0.001)
+print(len(sources.load_splits(config.data)["train"].sentences))
+"""
+
+
+def test_two_processes_preparing_one_dataset_at_once_both_succeed(tmp_path):
+  go = tmp_path / "go"
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+  procs = [subprocess.Popen([sys.executable, "-c", PREPARE, str(tmp_path / "tfds"), str(go)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for _ in range(2)]
+  for p in procs:
+    wait_for(p, lambda p=p: os.path.exists(f"{go}.{p.pid}"), "the imports")
+  go.touch()
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+    assert last_line(out) == "3000"
+  # One prepared it; the other waited for it and read the prepared copy.
+  assert sum("downloaded and prepared" in out for out, _ in outs) == 1, outs
