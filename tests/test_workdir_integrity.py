@@ -162,6 +162,47 @@ def test_stale_lock_taken_over_live_or_remote_holder_refused(tmp_path, caplog):
   assert str(e.value).endswith(f"or delete {path} if that run is no longer running")
 
 
+# --- evaluate on a workdir that cannot be written --------------------------------
+
+def test_evaluate_prints_its_result_before_a_failed_write(trained, tmp_path):
+  workdir = copy_of(trained, tmp_path)
+  env = cli_env(trained[0])
+  env.pop("JAX_COMPILATION_CACHE_DIR")  # nothing else may need writing
+  proc = run_cli("textvae.evaluate", f"--workdir={workdir}", "--split=valid",
+                 "--num_importance_samples=2", "--reconstruction=false",
+                 limit_file_size=64, env=env)
+  path = os.path.join(workdir, "eval_valid.json")
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert json.loads(last_line(proc.stdout))["iw_nll"] > 0  # the result, printed
+  assert last_line(proc.stderr) == (f"error: could not write {path} (File too large); the "
+                                    "result was computed but not saved")
+  assert "Traceback" not in proc.stderr
+  assert not os.path.exists(path) and not os.path.exists(path + ".tmp")
+
+
+# --- Smaller ------------------------------------------------------------------
+
+def test_nonfinite_stop_on_a_fresh_workdir_says_a_rerun_starts_from_scratch(trained, tmp_path):
+  config = cli_config(trained[0])
+  config.train.num_steps, config.train.learning_rate = 5, 1e30  # overflows at once
+  workdir = str(tmp_path / "w")
+  with pytest.raises(train.NonFiniteError) as e:
+    train.train_and_evaluate(config, workdir)
+  assert str(e.value).endswith(f"No checkpoint was saved yet in {workdir}: a rerun starts "
+                               "from scratch")
+  assert "None" not in str(e.value)
+
+
+def test_generate_warns_how_many_inputs_were_cut_to_max_length(trained):
+  loaded = restore.load(trained[1])
+  max_length = loaded.config.data.max_length
+  long = " ".join(["the chef baked a cake ."] * max_length)
+  lines, warnings = generate.run(loaded, "reconstruct", inputs=[long, "the chef baked a cake ."])
+  assert len(lines) == 2
+  assert warnings == [f"1 of 2 input sentences were longer than config.data.max_length="
+                      f"{max_length} tokens (</s> included) and were cut to it"]
+
+
 # --- Two runs preparing one TFDS dataset at once ------------------------------------
 
 PREPARE = """

@@ -4,7 +4,7 @@
 
 Restores the best validation checkpoint (workdir/best; --checkpoint=latest for
 the last one, --step for a given one) with the workdir's config and
-vocabulary, prints one JSON object as the last line of output and writes it to
+vocabulary, prints one JSON object as the last line of output, then writes it to
 W/eval_<split>.json. Works for VAE and LM workdirs alike (for an LM, kl, mi and
 au are 0 and iw_nll is the exact NLL). For a VAE it also scores greedy
 reconstructions from the posterior mean: corpus BLEU (sacrebleu) and token
@@ -12,6 +12,7 @@ accuracy (`bleu`, `token_accuracy`, `exact_match`). Definitions: ARCHITECTURE.md
 textvae/evaluation.py (nats per sentence; PPL per token with </s> counted).
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -60,7 +61,8 @@ KEYS = ("iw_nll", "elbo", "recon", "kl", "mi", "au", "ppl", "ppl_elbo", "num_sen
 
 def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch_size=32,
                      chunk_size=50, seed=0, source_dir=None, reconstruction=True,
-                     checkpoint="auto") -> dict:
+                     checkpoint="auto", write=True) -> dict:
+  """The metrics of one split, also written to W/eval_<split>.json with `write`."""
   for name, value in (("--num_importance_samples", num_samples), ("--batch_size", batch_size),
                       ("--chunk_size", chunk_size)):
     config_checks.check(name, value, config_checks.integer(1))
@@ -88,13 +90,27 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
     out.update(bleu=recon["bleu"], token_accuracy=recon["token_accuracy"],
                exact_match=recon.get("exact_match"), bleu_signature=recon["bleu_signature"],
                reconstruction_seconds=time.time() - start)
-  if jax.process_index() == 0:
-    path = os.path.join(trained.workdir, f"eval_{split}.json")
+  if write:
+    write_result(trained.workdir, f"eval_{split}", out)
+  return out
+
+
+def write_result(workdir, name, out) -> None:
+  """W/<name>.json (process 0). A failure (a read-only or full disk) is a
+  WorkdirError naming the file: the result itself was computed."""
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(workdir, f"{name}.json")
+  try:
     with open(path + ".tmp", "w", encoding="utf-8") as f:
       json.dump(out, f, indent=2)
     os.replace(path + ".tmp", path)
-    logging.info("Wrote %s", path)
-  return out
+  except OSError as e:
+    with contextlib.suppress(OSError):
+      os.remove(path + ".tmp")
+    raise errors.WorkdirError(f"could not write {path} ({e.strerror or e}); the result "
+                              "was computed but not saved") from None
+  logging.info("Wrote %s", path)
 
 
 def main(argv):
@@ -103,10 +119,14 @@ def main(argv):
   out = evaluate_workdir(FLAGS.workdir, split=FLAGS.split, num_samples=FLAGS.num_importance_samples,
                          step=FLAGS.step, batch_size=FLAGS.batch_size, chunk_size=FLAGS.chunk_size,
                          seed=FLAGS.seed, source_dir=FLAGS.source_dir,
-                         reconstruction=FLAGS.reconstruction, checkpoint=FLAGS.checkpoint)
+                         reconstruction=FLAGS.reconstruction, checkpoint=FLAGS.checkpoint,
+                         write=False)
   extra = ("bleu", "token_accuracy", "exact_match")
+  # The result first: minutes of computation are not lost to a workdir that
+  # cannot be written.
   sys.stdout.write(json.dumps({k: out[k] for k in KEYS + extra if k in out}) + "\n")
   sys.stdout.flush()
+  write_result(os.path.abspath(FLAGS.workdir), f"eval_{FLAGS.split}", out)
 
 
 if __name__ == "__main__":

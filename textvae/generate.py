@@ -68,16 +68,24 @@ def define_flags():
 
 
 def encode_inputs(vocab, sentences, max_length: int):
-  """(tokens [B, T], unknown words per sentence); each sentence is cut to
-  `max_length` tokens, </s> included."""
-  rows, unknown = [], []
+  """(tokens [B, T], warnings): each sentence cut to `max_length` tokens, </s>
+  included (the length the model was trained on); the warnings name the
+  words mapped to <unk> and how many sentences were cut."""
+  rows, warnings, cut = [], [], 0
   for s in sentences:
     ids = vocab.encode(s)
     if len(ids) > max_length:
       ids = np.concatenate([ids[:max_length - 1], ids[-1:]])
+      cut += 1
     rows.append(ids)
-    unknown.append(vocab.unknown_words(s))
-  return decoding.pad_batch(rows), unknown
+    words = vocab.unknown_words(s)
+    if words:
+      warnings.append(f"unknown words mapped to <unk>: {' '.join(words)} (in: {s})")
+  if cut:
+    warnings.append(f"{cut} of {len(sentences)} input sentences were longer than "
+                    f"config.data.max_length={max_length} tokens (</s> included) and were "
+                    "cut to it")
+  return decoding.pad_batch(rows), warnings
 
 
 def validation_sentences(trained, num: int, source_dir=None) -> list[str]:
@@ -112,10 +120,8 @@ def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
                              f"got {len(inputs)}")
   if mode == "interpolate":
     config_checks.check("--num", num, config_checks.integer(2))  # both endpoints
-  tokens, unknown = encode_inputs(vocab, inputs, trained.config.data.max_length)
-  for sentence, words in zip(inputs, unknown):
-    if words:
-      warnings.append(f"unknown words mapped to <unk>: {' '.join(words)} (in: {sentence})")
+  tokens, input_warnings = encode_inputs(vocab, inputs, trained.config.data.max_length)
+  warnings += input_warnings
   if mode == "reconstruct":
     _, out = decoding.reconstruct(model, params, tokens, key, max_length=max_length,
                                   use_mean=posterior == "mean", **generate_kwargs)

@@ -92,9 +92,12 @@ def _fetch_window(metric_list, first_step, latest_good, workdir):
       if jax.process_index() == 0:
         with open(os.path.join(workdir, NAN_MARKER), "w", encoding="utf-8") as f:
           json.dump(info, f)
+      resume = (f"The last good checkpoint is step {latest_good} in {workdir}"
+                if latest_good is not None else
+                f"No checkpoint was saved yet in {workdir}: a rerun starts from scratch")
       raise NonFiniteError(
           f"non-finite training metric {bad[0]}={m[bad[0]]} at step {step}; stopped "
-          f"without saving. The last good checkpoint is step {latest_good} in {workdir}")
+          f"without saving. {resume}")
   return fetched
 
 
@@ -241,10 +244,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   if os.path.exists(marker):
     with open(marker, encoding="utf-8") as f:
       info = json.load(f)
-    logging.warning("The previous run stopped at step %s on non-finite %s=%s; "
-                    "resuming from the last good checkpoint (step %s).",
+    good = info["last_good_checkpoint"]
+    logging.warning("The previous run stopped at step %s on non-finite %s=%s; %s.",
                     info["step"], info["metric"], info["value"],
-                    info["last_good_checkpoint"])
+                    f"resuming from the last good checkpoint (step {good})" if good is not None
+                    else "it had saved no checkpoint: starting from scratch")
 
   with parallel.process_zero_first("prepare_data"):  # shared TFDS dir and vocab.json
     vocab, splits = prepare_data(config, workdir)
@@ -300,8 +304,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   else:
     logging.info("Starting from scratch in %s", workdir)
 
-  if jax.process_index() == 0:
-    workdir_lib.drop_partial_metrics_line(workdir)  # a killed run's last line
+  if jax.process_index() == 0:  # what a killed run logged past the step resumed from
+    workdir_lib.trim_metrics(workdir, start_step)
   writer = metric_writers_lib.create_writer(workdir, just_logging=jax.process_index() > 0)
   if start_step == 0:
     writer.write_hparams(_flat_hparams(config))

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 
+from absl import logging
 import ml_collections
 
 from textvae import checkpoints
@@ -173,19 +174,33 @@ def check_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> None:
                               "files:\n  " + "\n  ".join(diffs))
 
 
-def drop_partial_metrics_line(workdir: str) -> None:
-  """Cuts a last line without its newline (a run killed while writing it) from
-  metrics.jsonl, so that the lines a resumed run appends stay whole JSON."""
+def trim_metrics(workdir: str, step: int) -> int:
+  """Drops from metrics.jsonl what a run resuming at `step` logs again: the
+  rows of later steps (a killed run's, past its last checkpoint) and a last
+  line without its newline (one it was killed while writing), so that each
+  step appears once and every line is whole JSON. Returns the lines dropped."""
   path = metrics_path(workdir)
-  if not os.path.exists(path) or os.path.getsize(path) == 0:
-    return
-  with open(path, "rb+") as f:
-    f.seek(-1, os.SEEK_END)
-    if f.read(1) == b"\n":
-      return
-    f.seek(0)
-    data = f.read()
-    f.truncate(data.rfind(b"\n") + 1)
+  if not os.path.exists(path):
+    return 0
+  with open(path, "rb") as f:
+    *lines, partial = f.read().split(b"\n")
+
+  def step_of(line):
+    try:
+      return json.loads(line).get("step")
+    except (ValueError, AttributeError):
+      return None  # not a metrics row: kept as it is
+
+  keep = [l for l in lines if not isinstance(step_of(l), int) or step_of(l) <= step]
+  dropped = len(lines) - len(keep) + bool(partial)
+  if dropped:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+      f.write(b"".join(l + b"\n" for l in keep))
+    os.replace(tmp, path)
+    logging.info("Dropped %d lines from %s: steps after %d (this run logs them again) "
+                 "or a line cut short", dropped, path, step)
+  return dropped
 
 
 def _write_json(path: str, obj) -> None:
