@@ -162,6 +162,103 @@ def test_stale_lock_taken_over_live_or_remote_holder_refused(tmp_path, caplog):
   assert str(e.value).endswith(f"or delete {path} if that run is no longer running")
 
 
+# --- Resume past unreadable checkpoints ----------------------------------------
+
+def _corrupt(workdir, how):
+  """(the unreadable step, the step to resume from, a damaged file's path in the step)."""
+  latest = os.path.join(workdir, "checkpoints", str(STEPS))
+  if how == "empty_step_folder":  # `mkdir W/checkpoints/40`
+    os.makedirs(os.path.join(workdir, "checkpoints", str(STEPS + 10)))
+    return STEPS + 10, STEPS, None
+  if how == "truncated_array_file":
+    data = os.path.join("state", "ocdbt.process_0", "d")
+    biggest = max(os.listdir(os.path.join(latest, data)),
+                  key=lambda n: os.path.getsize(os.path.join(latest, data, n)))
+    damaged = os.path.join(data, biggest)
+    with open(os.path.join(latest, damaged), "r+b") as f:
+      f.truncate(1000)
+  else:
+    damaged = os.path.join("meta", "metadata")
+    open(os.path.join(latest, damaged), "w").close()
+  return STEPS, STEPS - 10, damaged
+
+
+@pytest.mark.parametrize("how", ["empty_step_folder", "truncated_array_file",
+                                 "emptied_meta_metadata"])
+def test_unreadable_latest_step_is_moved_aside_and_the_previous_one_resumed(
+    trained, tmp_path, how, caplog):
+  workdir = copy_of(trained, tmp_path)
+  bad, good, damaged = _corrupt(workdir, how)
+  config = cli_config(trained[0])
+  config.train.num_steps = STEPS + 10
+  with caplog.at_level("WARNING"):
+    train.train_and_evaluate(config, workdir)
+  moved = os.path.join(workdir, "checkpoints.corrupt", str(bad))
+  assert (f"Checkpoint {workdir}/checkpoints/{bad} cannot be restored (" in caplog.text
+          and f"moved it aside to {moved} and resuming from step {good}" in caplog.text)
+  assert os.path.isdir(moved)  # kept as it was, not deleted
+  if damaged:
+    assert os.path.getsize(os.path.join(moved, damaged)) == (1000 if "state" in damaged else 0)
+  assert checkpoints.Checkpointer(workdir).latest_step() == STEPS + 10
+  if good < STEPS:  # step 30 trained again from 20: the same as the first time
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params_of(trained[1], STEPS),
+                           params_of(workdir, STEPS))
+  steps = metric_steps(workdir)
+  assert steps == list(range(1, STEPS + 11)), steps  # each step once
+
+
+def test_damaged_best_checkpoint_falls_back_to_the_latest_in_evaluate_and_generate(
+    trained, tmp_path, caplog):
+  workdir = copy_of(trained, tmp_path)
+  best = os.path.join(workdir, "best", str(STEPS))
+  open(os.path.join(best, "meta", "metadata"), "w").close()
+  warning = (f"The best checkpoint in {workdir}/best cannot be restored (JSONDecodeError: "
+             "Expecting value: line 1 column 1 (char 0)); using the latest regular checkpoint "
+             "instead")
+  proc = run_cli("textvae.evaluate", f"--workdir={workdir}", "--split=valid",
+                 "--num_importance_samples=2", "--reconstruction=false",
+                 env=cli_env(trained[0]))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert warning in proc.stderr
+  assert json.loads(last_line(proc.stdout))["iw_nll"] > 0
+  saved = json.load(open(os.path.join(workdir, "eval_valid.json")))
+  assert (saved["checkpoint"], saved["step"]) == ("latest", STEPS)
+  with caplog.at_level("WARNING"):
+    loaded = restore.load(workdir)  # what generate and probe load
+  assert warning in caplog.text and (loaded.checkpoint, loaded.step) == ("latest", STEPS)
+  assert os.path.isdir(best)  # read-only tools move nothing
+
+
+# --- vocab.json against the checkpoint, in every CLI ---------------------------
+
+def test_edited_vocabulary_refused_by_every_cli_naming_the_file(trained, tmp_path):
+  workdir = copy_of(trained, tmp_path)
+  vpath = workdir_lib.vocab_path(workdir)
+  tokens = json.load(open(vpath))["tokens"]
+  json.dump({"tokens": tokens[:4] + [tokens[5], tokens[4]] + tokens[6:]}, open(vpath, "w"))
+  swapped = (f"error: {vpath} does not match checkpoint {STEPS} in {workdir}/best "
+             f"(vocabulary: vocab.json's {len(tokens)} tokens are not the ones the checkpoint "
+             "was trained with (digest ")
+  for module, args in (("textvae.evaluate", ["--num_importance_samples=2"]),
+                       ("textvae.generate", ["--mode=sample", "--num=2"])):
+    proc = run_cli(module, f"--workdir={workdir}", *args, env=cli_env(trained[0]))
+    assert proc.returncode == 1, (module, proc.stderr[-3000:])
+    assert last_line(proc.stderr).startswith(swapped), (module, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and not proc.stdout.strip()
+  json.dump({"tokens": tokens + ["zebra"]}, open(vpath, "w"))
+  proc = run_cli("textvae.probe", f"--workdir={workdir}", "--step=20",
+                 env=cli_env(trained[0]))
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert last_line(proc.stderr) == (
+      f"error: {vpath} does not match checkpoint 20 in {workdir}/checkpoints (vocabulary: "
+      f"vocab.json has {len(tokens) + 1} tokens, the checkpoint {len(tokens)}); restore the "
+      "vocab.json it was trained with")
+  assert "Traceback" not in proc.stderr
+  # Training refuses it too (test_reliability checks its message).
+  with pytest.raises(lock.errors.WorkdirError, match="vocab.json has"):
+    train.train_and_evaluate(cli_config(trained[0]), workdir)
+
+
 # --- evaluate on a workdir that cannot be written --------------------------------
 
 def test_evaluate_prints_its_result_before_a_failed_write(trained, tmp_path):
@@ -178,6 +275,31 @@ def test_evaluate_prints_its_result_before_a_failed_write(trained, tmp_path):
                                     "result was computed but not saved")
   assert "Traceback" not in proc.stderr
   assert not os.path.exists(path) and not os.path.exists(path + ".tmp")
+
+
+# --- A checkpoint save that fails -----------------------------------------------
+
+def test_failed_checkpoint_save_stops_training_and_the_rerun_resumes_before_it(
+    trained, tmp_path):
+  workdir = copy_of(trained, tmp_path)
+  # 32 kB: below every checkpoint's largest array file, above the metric files.
+  proc = subprocess.run(cli(workdir, trained[0], **{"train.num_steps": STEPS + 20}),
+                        cwd=REPO, env=cli_env(trained[0]), capture_output=True, text=True,
+                        timeout=300, preexec_fn=lambda: resource.setrlimit(
+                            resource.RLIMIT_FSIZE, (32000, 32000)))
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  # (Orbax's own threads may still report their failed writes after this line.)
+  assert (f"error: saving checkpoint {STEPS + 10} to {workdir}/checkpoints failed (File too "
+          "large); training stopped. The checkpoints saved before it are kept: a rerun "
+          "resumes from the latest of them") in proc.stderr.splitlines(), proc.stderr[-3000:]
+  assert max(metric_steps(workdir)) == STEPS + 10  # stopped at the failed save
+  assert checkpoints.Checkpointer(workdir).all_steps() == [STEPS - 10, STEPS]
+  rerun = subprocess.run(cli(workdir, trained[0], **{"train.num_steps": STEPS + 20}),
+                         cwd=REPO, env=cli_env(trained[0]), capture_output=True, text=True,
+                         timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert f"Resuming from step {STEPS} " in rerun.stderr
+  assert metric_steps(workdir) == list(range(1, STEPS + 21))  # each step once
 
 
 # --- Smaller ------------------------------------------------------------------

@@ -10,16 +10,25 @@ arrays across processes, so they are first made one global, fully replicated
 array over all devices (process 0 writes it), and restored the same way, then
 handed back host-local. A checkpoint saved by N processes restores in one, and
 the other way round.
+
+A step that cannot be restored (a folder made by hand, a truncated array file,
+an emptied metadata file) does not block the others: `restore_newest` falls
+back to the newest step that restores, and a training run (the workdir's lock
+holder) moves the unreadable ones aside to `<directory>.corrupt/<step>`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 
+from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from textvae import errors
 from textvae import parallel
 
 
@@ -62,12 +71,40 @@ def _to_local(tree):
   return parallel.first_local_copy(tree)
 
 
+class SaveError(errors.UserError, OSError):
+  """A checkpoint could not be written (a full or read-only disk); the
+  checkpoints written before it are kept."""
+
+
+# Status codes with which TensorStore reports a failed file operation.
+_TENSORSTORE_IO = ("OUT_OF_RANGE", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "DATA_LOSS",
+                   "UNAVAILABLE", "NOT_FOUND", "FAILED_PRECONDITION")
+
+
+def _io_error(error: BaseException) -> str | None:
+  """What the operating system said, when `error` (or its cause) is a failed
+  file operation; None for any other error."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError):
+      return error.strerror or str(error)
+    code = re.search(r"os_error_code='?(\d+)", str(error))
+    if code:
+      return os.strerror(int(code.group(1)))
+    if isinstance(error, ValueError) and str(error).startswith(_TENSORSTORE_IO):
+      return error_summary(error)
+    error = error.__cause__ or error.__context__
+  return None
+
+
 class Checkpointer:
   """Saves and restores `{state, data, meta}` under `workdir/checkpoints` (or
   `workdir/<subdir>`: `best` holds the model selected on validation data)."""
 
   def __init__(self, workdir: str, max_to_keep: int = 3, subdir: str = "checkpoints"):
     self.directory = os.path.join(os.path.abspath(workdir), subdir)
+    self._saving = None  # the step of the latest save
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
@@ -79,10 +116,29 @@ class Checkpointer:
     return list(self.manager.all_steps())
 
   def save(self, step: int, state, data_state: dict, meta: dict) -> None:
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_to_global(state)),
-        data=ocp.args.JsonSave(data_state),
-        meta=ocp.args.JsonSave(meta)))
+    """Writes step `step` and waits until it is on disk, so that a save that
+    cannot be written stops the run (SaveError) before it takes another step,
+    not at the next save, possibly hours later."""
+    self._saving = step
+    with self._save_errors():
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(_to_global(state)),
+          data=ocp.args.JsonSave(data_state),
+          meta=ocp.args.JsonSave(meta)))
+      self.manager.wait_until_finished()
+
+  @contextlib.contextmanager
+  def _save_errors(self):
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except
+      detail = _io_error(e)
+      if detail is None:
+        raise  # not the disk: a bug, with its traceback
+      raise SaveError(
+          f"saving checkpoint {self._saving} to {self.directory} failed ({detail}); "
+          "training stopped. The checkpoints saved before it are kept: a rerun resumes "
+          "from the latest of them") from e
 
   def restore(self, step: int, state_like):
     """Restores into the structure of `state_like` (arrays or shape structs)."""
@@ -110,13 +166,73 @@ class Checkpointer:
   def delete(self, step: int) -> None:
     self.manager.delete(step)
 
+  def step_path(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def move_aside(self, step: int) -> str:
+    """Renames step `step` (kept for inspection, not deleted) to
+    `<directory>.corrupt/<step>`; returns its new path."""
+    target_dir = self.directory + ".corrupt"
+    target = os.path.join(target_dir, str(step))
+    if jax.process_index() == 0:
+      os.makedirs(target_dir, exist_ok=True)
+      n = 0
+      while os.path.exists(target):  # the same step moved aside before
+        n += 1
+        target = os.path.join(target_dir, f"{step}.{n}")
+      os.rename(self.step_path(step), target)
+    parallel.sync(f"moved_aside_{step}")
+    self.manager.reload()
+    return target
+
   def restore_meta(self, step: int) -> dict:
     return self.manager.restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore())).meta
 
   def wait_until_finished(self) -> None:
-    self.manager.wait_until_finished()
+    with self._save_errors():
+      self.manager.wait_until_finished()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self.wait_until_finished()
     self.manager.close()
+
+
+def error_summary(error: Exception) -> str:
+  lines = str(error).strip().splitlines()
+  text = lines[0] if lines else ""
+  return f"{type(error).__name__}: {text[:300]}"
+
+
+def restore_newest(ckpt: Checkpointer, restore_step, move_aside: bool):
+  """(step, restore_step(step)) for the newest of `ckpt`'s steps that restores;
+  None when it has none. Each newer step that fails is named in a warning and,
+  with `move_aside` (the run that holds the workdir's lock), moved aside. When
+  no step restores, the newest one's error is raised and nothing is moved (a
+  bug, or nothing left to fall back to). A UserError (e.g. a vocabulary that
+  fits no checkpoint) is raised at once."""
+  failed = []
+  for step in sorted(ckpt.all_steps(), reverse=True):
+    try:
+      out = restore_step(step)
+    except errors.UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # whatever unreadable files raise
+      failed.append((step, e))
+      continue
+    for bad, e in failed:
+      where = ckpt.step_path(bad)
+      if move_aside:
+        logging.warning("Checkpoint %s cannot be restored (%s); moved it aside to %s and "
+                        "resuming from step %d", where, error_summary(e), ckpt.move_aside(bad),
+                        step)
+      else:
+        logging.warning("Checkpoint %s cannot be restored (%s); using step %d instead",
+                        where, error_summary(e), step)
+    return step, out
+  if failed:
+    step, e = failed[0]
+    e.add_note(f"No step of {ckpt.directory} could be restored (tried "
+               f"{', '.join(str(s) for s, _ in failed)}); the error above is step {step}'s.")
+    raise e
+  return None

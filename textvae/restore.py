@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from absl import logging
 import flax.linen as nn
 import jax
 import ml_collections
@@ -47,30 +48,40 @@ def load(workdir: str, step: int | None = None, checkpoint: str = "auto") -> Tra
   vocab = vocab_lib.Vocabulary.load(workdir_lib.vocab_path(workdir))
   model = models.create_model(config.model, len(vocab))
   best_dir = os.path.join(workdir, "best")
-  best = None
-  if step is None and checkpoint != "latest" and os.path.isdir(best_dir):
-    best = checkpoints.Checkpointer(workdir, 1, subdir="best")
-    if not best.all_steps():
-      best.close()
-      best = None
-  use_best = best is not None
+  use_best = step is None and checkpoint != "latest" and _holds_steps(workdir, "best")
   if checkpoint == "best" and step is None and not use_best:
     raise errors.MissingFileError(f"{best_dir} holds no checkpoint (the run has not "
                                   "validated yet, or predates model selection)")
-  ckpt = best if use_best else checkpoints.Checkpointer(workdir)
-  try:
-    available = ckpt.all_steps()
-    if not available:
-      raise errors.MissingFileError(f"{ckpt.directory} holds no complete checkpoint")
-    step = max(available) if step is None else step
-    if step not in available:
-      raise errors.MissingFileError(f"no checkpoint at step {step} in {ckpt.directory}; "
-                                    f"available: {sorted(available)}")
-    template = steps.create_train_state(model, jax.random.key(0), config.train)
+  template = steps.create_train_state(model, jax.random.key(0), config.train)
+  vpath = workdir_lib.vocab_path(workdir)
+
+  def restore_step(ckpt, s):
+    # vocab.json against the checkpoint first: tokens swapped in it would give
+    # wrong numbers silently, and another size shape errors that never name it.
+    mismatch = workdir_lib.vocab_mismatch(ckpt.restore_meta(s), vocab.tokens)
+    if mismatch:
+      raise errors.WorkdirError(f"{vpath} does not match checkpoint {s} in {ckpt.directory} "
+                                f"({mismatch}); restore the vocab.json it was trained with")
     # Model variables only: the optimizer state is not needed to evaluate or generate.
-    restored = ckpt.restore_variables(step, template.params, template.batch_stats)
-  finally:
-    ckpt.close()
+    return ckpt.restore_variables(s, template.params, template.batch_stats)
+
+  found = None
+  if use_best:
+    try:
+      found = _restore(workdir, "best", None, restore_step)
+    except errors.UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # unreadable files: the fallback
+      logging.warning("The best checkpoint in %s cannot be restored (%s); using the "
+                      "latest regular checkpoint instead", best_dir,
+                      checkpoints.error_summary(e))
+      use_best = False
+  if found is None:
+    found = _restore(workdir, "checkpoints", step, restore_step)
+    if found is None:
+      raise errors.MissingFileError(f"{os.path.join(workdir, 'checkpoints')} holds no "
+                                    "complete checkpoint")
+  step, restored = found
   # `params`: the parameter tree; for a BN-VAE the variables {"params", "batch_stats"}
   # (evaluation and decoding accept either, see models.as_variables).
   params = restored["params"]
@@ -78,3 +89,31 @@ def load(workdir: str, step: int | None = None, checkpoint: str = "auto") -> Tra
     params = {"params": params, "batch_stats": restored["batch_stats"]}
   return Trained(config, vocab, model, params, int(step), workdir,
                  "best" if use_best else "latest")
+
+
+def _holds_steps(workdir: str, subdir: str) -> bool:
+  if not os.path.isdir(os.path.join(workdir, subdir)):
+    return False
+  ckpt = checkpoints.Checkpointer(workdir, 1, subdir=subdir)
+  try:
+    return bool(ckpt.all_steps())
+  finally:
+    ckpt.close()
+
+
+def _restore(workdir: str, subdir: str, step: int | None, restore_step):
+  """(step, restored) of `step` in workdir/<subdir>, or of its newest step that
+  restores (None when it holds none). Reads only: a step that cannot be
+  restored is named and skipped, not moved (training does that)."""
+  ckpt = checkpoints.Checkpointer(workdir, 1, subdir=subdir)
+  try:
+    if step is None:
+      return checkpoints.restore_newest(ckpt, lambda s: restore_step(ckpt, s),
+                                        move_aside=False)
+    available = ckpt.all_steps()
+    if step not in available:
+      raise errors.MissingFileError(f"no checkpoint at step {step} in {ckpt.directory}; "
+                                    f"available: {sorted(available)}")
+    return step, restore_step(ckpt, step)
+  finally:
+    ckpt.close()

@@ -282,9 +282,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   best_ckpt = checkpoints.Checkpointer(workdir, 1, subdir="best")
   tracker = early_stopping.Tracker.from_config(config)
   start_step = 0
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, data_state, meta = ckpt.restore(latest, state)
+  # The newest step that restores completely; unreadable newer ones are moved aside.
+  restored = checkpoints.restore_newest(ckpt, lambda s: ckpt.restore(s, state), move_aside=True)
+  latest = None if restored is None else restored[0]
+  if restored is not None:
+    state, data_state, meta = restored[1]
     if "early_stopping" in meta:
       tracker.restore(meta["early_stopping"])
     else:  # a workdir started before the tracker: its validation history

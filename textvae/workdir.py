@@ -132,6 +132,17 @@ def check_corpus(fingerprint: dict, workdir: str) -> None:
         "it. Use a new --workdir, or the original corpus files:\n  " + "\n  ".join(diffs))
 
 
+def vocab_mismatch(meta: dict, tokens) -> str | None:
+  """How vocab.json's `tokens` differ from the vocabulary a checkpoint's
+  metadata records (size, and the tokens' digest where recorded), or None."""
+  if "vocab_size" in meta and meta["vocab_size"] != len(tokens):
+    return f"vocabulary: vocab.json has {len(tokens)} tokens, the checkpoint {meta['vocab_size']}"
+  if "vocab_sha256" in meta and meta["vocab_sha256"] != vocab_digest(tokens):
+    return (f"vocabulary: vocab.json's {len(tokens)} tokens are not the ones the checkpoint "
+            f"was trained with (digest {vocab_digest(tokens)}, checkpoint {meta['vocab_sha256']})")
+  return None
+
+
 def check_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Raises ValueError when the latest complete checkpoint does not match
   vocab.json or `config.model`; reads only (call before writing anything)."""
@@ -140,12 +151,12 @@ def check_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> None:
     return
   ckpt = checkpoints.Checkpointer(workdir)
   try:
-    step = ckpt.latest_step()
-    meta = ckpt.restore_meta(step) if step is not None else None
+    found = checkpoints.restore_newest(ckpt, ckpt.restore_meta, move_aside=False)
   finally:
     ckpt.close()
-  if meta is None:
+  if found is None:
     return
+  step, meta = found
   where = f"checkpoint {step} in {directory}"
   vpath = vocab_path(workdir)
   if not os.path.exists(vpath):
@@ -153,14 +164,7 @@ def check_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> None:
                               "changed. Restore vocab.json, or use a new --workdir.")
   with open(vpath, encoding="utf-8") as f:
     tokens = json.load(f).get("tokens", [])
-  diffs = []
-  if "vocab_size" in meta and meta["vocab_size"] != len(tokens):
-    diffs.append(f"vocabulary: vocab.json has {len(tokens)} tokens, the checkpoint "
-                 f"{meta['vocab_size']}")
-  elif "vocab_sha256" in meta and meta["vocab_sha256"] != vocab_digest(tokens):
-    diffs.append(f"vocabulary: vocab.json's {len(tokens)} tokens are not the ones the "
-                 f"checkpoint was trained with (digest {vocab_digest(tokens)}, checkpoint "
-                 f"{meta['vocab_sha256']})")
+  diffs = [d for d in [vocab_mismatch(meta, tokens)] if d]
   saved_model = _flatten(meta.get("config", {}).get("model", {}), "model.")
   now_model = _flatten(json.loads(config.model.to_json()), "model.")
   if saved_model:
