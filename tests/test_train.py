@@ -97,7 +97,9 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, caplog):
   train.train_and_evaluate(tiny_config(tmp_path, num_steps=20), workdir)
   with pytest.raises(train.NonFiniteError, match=r"at step 22.*last good checkpoint is step 20"):
     train.train_and_evaluate(
-        tiny_config(tmp_path, num_steps=40, learning_rate=float("nan")), workdir)
+        # A finite rate the settings check accepts, large enough that step 21's
+        # update overflows the logits of step 22.
+        tiny_config(tmp_path, num_steps=40, learning_rate=1e38), workdir)
   assert checkpoints.Checkpointer(workdir).all_steps() == [20]
   with caplog.at_level("WARNING"):
     train.train_and_evaluate(tiny_config(tmp_path, num_steps=30), workdir)
