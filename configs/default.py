@@ -30,6 +30,12 @@ def get_config():
   config.data.min_count = 1
   config.data.pad_multiple = 1            # pad each batch to its longest sentence, rounded up
   config.data.pool_batches = 50           # length-sorting pool, in batches
+  # Batches are padded up to one of at most max_buckets lengths chosen from the
+  # training lengths (textvae/data/pipeline.py): each is one compiled program.
+  # 96 keeps every length of PTB (81 distinct in train, plus max_length 100) its
+  # own bucket, so PTB batches are padded exactly as before buckets existed and
+  # its runs resume bitwise.
+  config.data.max_buckets = 96
   config.data.synthetic_seed = 0
   config.data.synthetic_num_train = 10000
 

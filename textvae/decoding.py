@@ -256,15 +256,17 @@ def latent_dim(model) -> int:
   return int(getattr(model, "latent_dim", 0) or 0)
 
 
-def pad_batch(rows: Sequence[np.ndarray]) -> np.ndarray:
-  """Token rows (words then <eos>) padded into one [B, T] array."""
-  return pipeline.collate(list(rows), np.ones(len(rows)))["tokens_BxT"]
+def pad_batch(rows: Sequence[np.ndarray], buckets=None) -> np.ndarray:
+  """Token rows (words then <eos>) padded into one [B, T] array (T the next of
+  `buckets`, `pipeline.batch_buckets`, when given)."""
+  return pipeline.collate(list(rows), np.ones(len(rows)), buckets=buckets)["tokens_BxT"]
 
 
-def posterior_stats(model, params, split, *, batch_size: int = 256):
+def posterior_stats(model, params, split, *, batch_size: int = 256, buckets=None):
   """(mu, logvar) as numpy [N, Z] for every sentence of an `EncodedSplit` (in
   its order). Batches are taken in length order and padded to their longest
-  row; the last one is filled with 1-token rows so that shapes repeat."""
+  row (then to the next of `buckets`); the last one is filled with 1-token rows
+  so that shapes repeat."""
   n = len(split)
   Z = latent_dim(model)
   mu = np.zeros((n, Z), np.float32)
@@ -274,7 +276,7 @@ def posterior_stats(model, params, split, *, batch_size: int = 256):
     idx = order[start:start + batch_size]
     rows = [split.tokens[i] for i in idx]
     rows += [np.asarray([EOS_ID], np.int32)] * (batch_size - len(rows))
-    m, lv = posterior(model, params, pad_batch(rows))
+    m, lv = posterior(model, params, pad_batch(rows, buckets))
     mu[idx] = np.asarray(m)[:len(idx)]
     logvar[idx] = np.asarray(lv)[:len(idx)]
   return mu, logvar

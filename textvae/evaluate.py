@@ -70,14 +70,17 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
   config = trained.config
   if source_dir is not None:
     config.data.source_dir = source_dir
-  corpus = sources.load_splits(config.data, splits=(split,))[split]
-  encoded = pipeline.encode(split, corpus.sentences, trained.vocab, config.data.max_length,
-                            corpus.factors)
+  # The training split too: its lengths give the bucket lengths batches are padded to.
+  corpora = sources.load_splits(config.data, splits=tuple(dict.fromkeys(("train", split))))
+  encoded = {name: pipeline.encode(name, c.sentences, trained.vocab, config.data.max_length,
+                                   c.factors) for name, c in corpora.items()}
+  buckets = pipeline.batch_buckets(config.data, encoded["train"].lengths)
+  encoded = encoded[split]
   batch_size = max(batch_size // jax.device_count(), 1) * jax.device_count()
   result = evaluation.evaluate_split(
       trained.model, steps.replicate(trained.params), encoded, num_samples=num_samples,
       batch_size=batch_size, key=jax.random.key(seed), chunk_size=chunk_size,
-      pad_multiple=config.data.pad_multiple)
+      pad_multiple=config.data.pad_multiple, buckets=buckets)
   out = {k: result[k] for k in KEYS}
   out.update(split=split, step=trained.step, checkpoint=trained.checkpoint,
              model=config.model.kind,
@@ -86,7 +89,7 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
     start = time.time()
     recon = reconstruction_lib.reconstruction_metrics(
         trained.model, trained.params, encoded, trained.vocab,
-        max_length=config.data.max_length)
+        max_length=config.data.max_length, buckets=buckets)
     out.update(bleu=recon["bleu"], token_accuracy=recon["token_accuracy"],
                exact_match=recon.get("exact_match"), bleu_signature=recon["bleu_signature"],
                reconstruction_seconds=time.time() - start)

@@ -107,10 +107,12 @@ def choose_chunk(num_samples: int, chunk_size: int) -> int:
 
 def collect(model, params_repl, split: pipeline.EncodedSplit, *, num_samples: int,
             batch_size: int, key, chunk_size: int = 50, pad_multiple: int = 1,
-            devices=None):
+            devices=None, buckets=None):
   """Per-sentence arrays over the whole split (filler rows dropped), in
   length-sorted order. `params_repl` is replicated over `devices` (default: all
-  local devices)."""
+  local devices). `buckets`: the training batches' padded lengths
+  (`pipeline.batch_buckets`), so that the kernels compile once per bucket, not
+  once per sentence length."""
   if devices is None:
     parallel.check_global_batch(batch_size, "eval batch_size")
     num_local = jax.local_device_count()
@@ -123,7 +125,7 @@ def collect(model, params_repl, split: pipeline.EncodedSplit, *, num_samples: in
   pieces = []
   for i, batch in enumerate(pipeline.eval_batches(
       split, global_batch_size=batch_size, process_index=jax.process_index(),
-      process_count=jax.process_count(), pad_multiple=pad_multiple)):
+      process_count=jax.process_count(), pad_multiple=pad_multiple, buckets=buckets)):
     sharded = jax.tree_util.tree_map(
         lambda x: np.reshape(x, (num_local, -1) + x.shape[1:]), batch)
     post = post_fn(params_repl, sharded)
@@ -227,13 +229,14 @@ def summarise(per_sentence, *, num_samples: int, mi_key) -> dict:
 
 def evaluate_split(model, params_repl, split: pipeline.EncodedSplit, *, num_samples: int,
                    batch_size: int, key, chunk_size: int = 50, pad_multiple: int = 1,
-                   devices=None) -> dict:
-  """All figures over a split; `seconds` is the wall time of the whole call."""
+                   devices=None, buckets=None) -> dict:
+  """All figures over a split; `seconds` is the wall time of the whole call;
+  `buckets`: see `collect`."""
   start = time.time()
   sample_key, mi_key = jax.random.split(key)
   per_sentence = collect(model, params_repl, split, num_samples=num_samples,
                          batch_size=batch_size, key=sample_key, chunk_size=chunk_size,
-                         pad_multiple=pad_multiple, devices=devices)
+                         pad_multiple=pad_multiple, devices=devices, buckets=buckets)
   out = summarise(per_sentence, num_samples=num_samples, mi_key=mi_key)
   out["seconds"] = time.time() - start
   return out

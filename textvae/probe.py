@@ -30,6 +30,7 @@ import optax
 from textvae import config_checks
 from textvae import decoding
 from textvae import errors
+from textvae.data import pipeline
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "num_steps"))
@@ -108,7 +109,6 @@ def probe_factors(train_x, train_factors: dict, test_x, test_factors: dict, **pr
 
 def load_encoded_splits(trained, splits):
   """The named splits of a restored workdir's corpus, encoded with its vocabulary."""
-  from textvae.data import pipeline  # pylint: disable=g-import-not-at-top
   from textvae.data import sources  # pylint: disable=g-import-not-at-top
   corpus = sources.load_splits(trained.config.data, splits=tuple(splits))
   return {s: pipeline.encode(s, corpus[s].sentences, trained.vocab,
@@ -131,12 +131,15 @@ def probe_workdir(workdir: str, *, train_split: str = "train", test_split: str =
   """
   from textvae import restore  # pylint: disable=g-import-not-at-top
   trained = restore.load(workdir, step)
-  splits = load_encoded_splits(trained, (train_split, test_split))
+  # The training split too: its lengths give the bucket lengths batches are padded to.
+  splits = load_encoded_splits(trained, tuple(dict.fromkeys(("train", train_split,
+                                                             test_split))))
+  buckets = pipeline.batch_buckets(trained.config.data, splits["train"].lengths)
   if not splits[train_split].factors:
     raise errors.WorkdirError(f"corpus {trained.config.data.name!r} has no generating "
                               "factors to probe (only 'synthetic' has)")
   stats = {s: decoding.posterior_stats(trained.model, trained.params, splits[s],
-                                       batch_size=batch_size)
+                                       batch_size=batch_size, buckets=buckets)
            for s in (train_split, test_split)}
   rng = np.random.default_rng(seed)
   out = {"workdir": trained.workdir, "step": trained.step, "train_split": train_split,

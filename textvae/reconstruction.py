@@ -60,12 +60,13 @@ def token_accuracy(hypotheses: Sequence[np.ndarray], references: Sequence[np.nda
 
 
 def reconstruct_split(model, params, split, *, batch_size: int = 256,
-                      max_length: int | None = None) -> list[np.ndarray]:
+                      max_length: int | None = None, buckets=None) -> list[np.ndarray]:
   """Greedy reconstructions from the posterior mean of every sentence of an
   `EncodedSplit`, in its order (token ids, cut after </s>).
 
-  Sentences are batched in length order; the last batch is filled so that
-  every batch has `batch_size` rows. `max_length` defaults to the split's
+  Sentences are batched in length order and padded to `buckets` (see
+  `pipeline.batch_buckets`); the last batch is filled so that every batch has
+  `batch_size` rows. `max_length` defaults to the split's
   longest sentence plus 10 tokens.
   """
   n = len(split)
@@ -77,7 +78,7 @@ def reconstruct_split(model, params, split, *, batch_size: int = 256,
     idx = order[start:start + batch_size]
     rows = [split.tokens[i] for i in idx]
     rows += [np.asarray([EOS_ID], np.int32)] * (batch_size - len(rows))
-    mu = decoding.posterior_mean(model, params, decoding.pad_batch(rows))
+    mu = decoding.posterior_mean(model, params, decoding.pad_batch(rows, buckets))
     tokens = np.asarray(decoding.generate(model, params, mu, max_length=max_length,
                                           strategy="greedy"))
     for j, i in enumerate(idx):
@@ -86,11 +87,12 @@ def reconstruct_split(model, params, split, *, batch_size: int = 256,
 
 
 def reconstruction_metrics(model, params, split, vocab, *, batch_size: int = 256,
-                           max_length: int | None = None) -> dict:
+                           max_length: int | None = None, buckets=None) -> dict:
   """BLEU, token accuracy and exact match of the greedy posterior-mean
-  reconstructions of `split` (an `EncodedSplit`)."""
+  reconstructions of `split` (an `EncodedSplit`; `buckets`: see
+  `reconstruct_split`)."""
   hyps = reconstruct_split(model, params, split, batch_size=batch_size,
-                           max_length=max_length)
+                           max_length=max_length, buckets=buckets)
   out = token_accuracy(hyps, split.tokens)
   out.update(corpus_bleu([vocab.decode(h) for h in hyps],
                          [vocab.decode(r) for r in split.tokens]))

@@ -191,7 +191,7 @@ def _observe_plateau(config, state, tracker, best_ckpt, valid, step):
   return steps.place_state(local.replace(opt_state=opt_state))
 
 
-def write_samples(model, params, vocab, splits, config, sample_key, workdir):
+def write_samples(model, params, vocab, splits, config, sample_key, workdir, buckets=None):
   """Prior samples (greedy from z ~ N(0, I)) and reconstructions (greedy from the
   posterior mean) of the first validation sentences, to samples.txt and the log."""
   n = config.train.num_samples
@@ -210,7 +210,7 @@ def write_samples(model, params, vocab, splits, config, sample_key, workdir):
     lines.append("# reconstructions of validation sentences (posterior mean, greedy)")
     valid = splits["valid"]
     batch = pipeline.collate([valid.tokens[i] for i in range(min(n, len(valid)))],
-                             np.ones(min(n, len(valid))))
+                             np.ones(min(n, len(valid))), buckets=buckets)
     mu = decoding.posterior_mean(model, params, batch["tokens_BxT"])
     recon = decoding.decode(model, params, mu, sample_key, max_length=max_len)
     for src, out in zip(batch["tokens_BxT"], np.asarray(recon)):
@@ -263,10 +263,21 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   logging.info("Model %s: %d parameters, vocabulary %d", config.model.kind, num_params,
                len(vocab))
 
+  # One compiled program per padded length: at most max_buckets of them.
+  buckets = pipeline.batch_buckets(config.data, splits["train"].lengths)
+  padding = pipeline.padding_summary(
+      splits["train"].lengths, buckets, batch_size=config.train.batch_size, seed=config.seed,
+      pool_batches=config.data.pool_batches, pad_multiple=config.data.pad_multiple)
+  logging.info("Padding: %d bucket lengths for %d distinct training lengths (%s); an epoch "
+               "of batches holds %.4f padded tokens per real one (padding waste %.2f%%; "
+               "%.2f%% if padded to each batch's longest sentence)", len(buckets),
+               len(np.unique(splits["train"].lengths)), " ".join(map(str, buckets)),
+               1 + padding["waste"], 100 * padding["waste"], 100 * padding["exact_waste"])
   train_source = pipeline.train_dataset(
       splits["train"], global_batch_size=config.train.batch_size, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches)
+      pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches,
+      buckets=buckets)
   train_iter = iter(train_source)
 
   aggressive = _aggressive_config(config)
@@ -276,7 +287,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     inner_iter = iter(pipeline.train_dataset(
         splits["train"], global_batch_size=config.train.batch_size, seed=config.seed + 1,
         process_index=jax.process_index(), process_count=jax.process_count(),
-        pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches))
+        pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches,
+        buckets=buckets))
 
   ckpt = checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)
   best_ckpt = checkpoints.Checkpointer(workdir, 1, subdir="best")
@@ -330,7 +342,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         model, steps.replicate(variables), splits[split_name],
         num_samples=config.train.eval_importance_samples,
         batch_size=config.train.eval_batch_size, key=eval_key,
-        pad_multiple=config.data.pad_multiple)
+        pad_multiple=config.data.pad_multiple, buckets=buckets)
 
   def checkpoint_meta(step):
     return {"step": step, "vocab_size": len(vocab), "config": json.loads(config.to_json()),
@@ -457,7 +469,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     writer.write_scalars(final_step, {f"test/{k}": v for k, v in results["test"].items()
                                       if isinstance(v, (int, float))})
     params = steps.local_state(state).variables()
-    write_samples(model, params, vocab, splits, config, sample_key, workdir)
+    write_samples(model, params, vocab, splits, config, sample_key, workdir, buckets=buckets)
     if jax.process_index() == 0:
       with open(os.path.join(workdir, "final_metrics.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
