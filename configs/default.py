@@ -52,6 +52,12 @@ def get_config():
   config.model.embed_dropout = 0.0        # dropout of the decoder's input embeddings
   config.model.output_dropout = 0.0       # dropout of the decoder's states before the softmax
   config.model.encoder_embed_dropout = 0.0  # dropout of the encoder's embeddings
+  # Conditional VAE (textvae/conditioning.py): a label feature of the corpus
+  # ('' = unconditional), e.g. 'sentiment' on synthetic or 'label' on a labelled
+  # corpus; q(z|x, y), p(x|z, y) with a label embedding of label_dim, and p(z|y).
+  config.model.condition = ""
+  config.model.condition_prior = "standard"  # standard: N(0, I) | learned: a Gaussian per label
+  config.model.label_dim = 16
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 32            # global, split evenly over all devices

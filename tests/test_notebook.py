@@ -16,7 +16,8 @@ def test_analysis_notebook_runs_and_draws_its_figures(tmp_path_factory, tmp_path
   assert len(params) == 1
   fig_dir = tmp_path / "figures"
   params[0].source = (f"WORKDIR = {workdir!r}\nFIG_DIR = {str(fig_dir)!r}\n"
-                      "NUM_SENTENCES = 200\nNUM_SAMPLES = 3\nNUM_STEPS = 4\nSEED = 0\n")
+                      "NUM_SENTENCES = 200\nNUM_SAMPLES = 3\nNUM_STEPS = 4\nSEED = 0\n"
+                      "LABEL_FEATURE = 'sentiment'\nNUM_TRANSFERS = 2\n")
   env_path = os.environ.get("PYTHONPATH", "")
   os.environ["PYTHONPATH"] = REPO + (os.pathsep + env_path if env_path else "")
   try:
@@ -33,6 +34,11 @@ def test_analysis_notebook_runs_and_draws_its_figures(tmp_path_factory, tmp_path
   assert len(interpolation) == 2 + 4 + 2  # header, 4 points, 2 inputs
   samples = (fig_dir / "prior_samples.md").read_text().splitlines()
   assert len(samples) == 2 + 3
+  # Controlled generation along the latent direction of sentiment: 2 transfers to
+  # each of the 2 labels, 2 prior samples per label.
+  transfers = (fig_dir / "transfers.md").read_text()
+  assert "latent direction of an unconditional VAE" in transfers
+  assert transfers.count("| negative |") == 2 + 2 and transfers.count("| positive |") == 2 + 2
   errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
             if o.output_type == "error"]
   assert not errors

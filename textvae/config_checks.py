@@ -16,6 +16,7 @@ import math
 from typing import Any, Callable
 
 from textvae import cells
+from textvae import conditioning
 from textvae import early_stopping
 from textvae import errors
 from textvae import objectives
@@ -101,6 +102,8 @@ RULES = {
     "model.output_dropout": PROBABILITY,
     "model.encoder_embed_dropout": PROBABILITY,
     "model.bn_gamma": number(0.0),
+    "model.condition_prior": choice(conditioning.PRIORS),
+    "model.label_dim": integer(1),
     "train.batch_size": integer(1),
     "train.eval_batch_size": integer(1),
     "train.eval_importance_samples": integer(1),
@@ -176,6 +179,10 @@ def check_config(config) -> None:
     low = 1 if kind == "vae" else 0
     check("config.model.latent_dim", latent,
           Rule(f"an integer >= {low} for model.kind={kind!r}", integer(low).ok))
+  condition = _get(config, "model.condition")
+  if condition not in (_MISSING, "") and kind != "vae":
+    fail("config.model.condition", condition, "'' for model.kind={kind!r} (a conditional "
+         "model is a VAE)".format(kind=kind))
   vocab_size = _get(config, "data.vocab_size")
   smallest = len(vocab_lib.SPECIALS) + 1
   if vocab_size is not _MISSING and not (

@@ -15,6 +15,11 @@ ends as soon as every row has produced <eos> (`</s>`). The output is always
 [B, max_length] token ids: the words, <eos>, then <pad>; a row that reaches
 `max_length` without <eos> is cut there. <pad> and <bos> are never generated.
 
+A conditional VAE (`num_labels(model)` > 0) decodes from z and a label per
+row (`labels`): every function that takes z takes the labels too, and decodes
+from the decoder code [z; label embedding]; its prior samples come from
+p(z|y) and its posteriors are q(z|x, y).
+
 Random draws use one key per row, `fold_in(fold_in(key, row_id), t)`, so a
 sentence's sample does not depend on the other rows of its batch (`row_ids`
 defaults to 0..B-1; pass the same ids to reproduce rows one by one).
@@ -185,19 +190,55 @@ def _beam_search(model, params, z_BxZ, length_penalty, *, max_length: int, beam_
   return seqs, jnp.take_along_axis(score, order, 1), jnp.take_along_axis(logp, order, 1)
 
 
+def num_labels(model) -> int:
+  """The labels a conditional VAE is conditioned on (0: unconditional)."""
+  return int(getattr(model, "num_labels", 0) or 0)
+
+
+def _labels(model, labels, rows: int, what: str):
+  """`labels` as int32 [rows] for a conditional model (a single label is
+  broadcast), None for an unconditional one; a conditional model without
+  labels is a ValueError."""
+  k = num_labels(model)
+  if not k:
+    if labels is not None:
+      raise ValueError(f"{what}: labels given to an unconditional model")
+    return None
+  if labels is None:
+    raise ValueError(f"{what}: a conditional VAE ({k} labels) needs the labels")
+  labels = np.broadcast_to(np.asarray(labels, np.int32), (rows,))
+  if labels.size and (labels.min() < 0 or labels.max() >= k):
+    raise ValueError(f"{what}: label index {int(labels.max())} outside 0..{k - 1}")
+  return jnp.asarray(labels)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _decoder_code(model, params, z_BxZ, labels_B):
+  return model.apply(_variables(params), z_BxZ, labels_B, method="decoder_code")
+
+
+def decoder_code(model, params, z_BxZ, labels=None):
+  """What the decoder reads: z (unconditional), or [z; label embedding]."""
+  labels = _labels(model, labels, z_BxZ.shape[0], "decoding")
+  if labels is None:
+    return z_BxZ
+  return _decoder_code(model, params, z_BxZ, labels)
+
+
 def generate(model, params, z_BxZ, key=None, *, max_length: int, strategy: str = "greedy",
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             beam_size: int = 4, length_penalty: float = 1.0, row_ids=None):
+             beam_size: int = 4, length_penalty: float = 1.0, row_ids=None, labels=None):
   """Token ids [B, max_length] decoded from z with `strategy` (see the module doc).
 
   `key` is needed by the sampling strategies only. `temperature` applies to
   sample, top_k and top_p; it must be > 0 (use greedy for the limit 0).
+  `labels` (a conditional VAE's: [B] label indices, or one for every row).
   """
   if strategy not in STRATEGIES:
     raise errors.ConfigError(f"strategy={strategy!r}: expected one of {STRATEGIES}")
   if max_length < 1:
     raise errors.ConfigError(f"max_length={max_length}: must be at least 1")
-  z_BxZ = jnp.asarray(z_BxZ, jnp.float32)
+  z_BxZ = decoder_code(model, params, jnp.asarray(z_BxZ, jnp.float32), labels)
   if strategy == "beam":
     if beam_size < 1:
       raise errors.ConfigError(f"beam_size={beam_size}: must be at least 1")
@@ -224,32 +265,56 @@ def generate(model, params, z_BxZ, key=None, *, max_length: int, strategy: str =
 
 
 def beam_search(model, params, z_BxZ, *, max_length: int, beam_size: int,
-                length_penalty: float = 1.0):
+                length_penalty: float = 1.0, labels=None):
   """All hypotheses: (tokens [B, K, L], normalised scores [B, K], log p [B, K]),
   best first."""
-  return _beam_search(model, params, jnp.asarray(z_BxZ, jnp.float32), length_penalty,
+  code = decoder_code(model, params, jnp.asarray(z_BxZ, jnp.float32), labels)
+  return _beam_search(model, params, code, length_penalty,
                       max_length=max_length, beam_size=beam_size)
 
 
-def decode(model, params, z_BxZ, key, *, max_length: int, temperature: float = 0.0):
+def decode(model, params, z_BxZ, key, *, max_length: int, temperature: float = 0.0,
+           labels=None):
   """Token ids [B, max_length] decoded from z; temperature 0 means greedy,
   otherwise ancestral sampling at that temperature."""
   if temperature > 0:
     return generate(model, params, z_BxZ, key, max_length=max_length, strategy="sample",
-                    temperature=temperature)
-  return generate(model, params, z_BxZ, key, max_length=max_length, strategy="greedy")
+                    temperature=temperature, labels=labels)
+  return generate(model, params, z_BxZ, key, max_length=max_length, strategy="greedy",
+                  labels=labels)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def posterior(model, params, tokens_BxT):
-  """(mu, logvar) of q(z|x), each [B, Z] (Z = 0 for the RNNLM)."""
-  return model.apply(_variables(params), tokens_BxT, method="encode")
+def _posterior(model, params, tokens_BxT, labels_B):
+  if labels_B is None:
+    return model.apply(_variables(params), tokens_BxT, method="encode")
+  return model.apply(_variables(params), tokens_BxT, labels_B=labels_B, method="encode")
+
+
+def posterior(model, params, tokens_BxT, labels=None):
+  """(mu, logvar) of q(z|x) (a conditional VAE's: q(z|x, y) with `labels`),
+  each [B, Z] (Z = 0 for the RNNLM)."""
+  labels = _labels(model, labels, tokens_BxT.shape[0], "posterior")
+  return _posterior(model, params, tokens_BxT, labels)
+
+
+def posterior_mean(model, params, tokens_BxT, labels=None):
+  return posterior(model, params, tokens_BxT, labels)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def posterior_mean(model, params, tokens_BxT):
-  mu, _ = model.apply(_variables(params), tokens_BxT, method="encode")
-  return mu
+def _prior(model, params, labels_B):
+  return model.apply(_variables(params), labels_B, method="prior")
+
+
+def prior_params(model, params, labels, num: int):
+  """(mean, log variance) of the prior for `num` rows: p(z|y) of a conditional
+  VAE, N(0, I) otherwise; each [num, Z]."""
+  labels = _labels(model, labels, num, "prior")
+  if labels is None:
+    zeros = jnp.zeros((num, latent_dim(model)), jnp.float32)
+    return zeros, zeros
+  return _prior(model, params, labels)
 
 
 def latent_dim(model) -> int:
@@ -262,11 +327,12 @@ def pad_batch(rows: Sequence[np.ndarray], buckets=None) -> np.ndarray:
   return pipeline.collate(list(rows), np.ones(len(rows)), buckets=buckets)["tokens_BxT"]
 
 
-def posterior_stats(model, params, split, *, batch_size: int = 256, buckets=None):
+def posterior_stats(model, params, split, *, batch_size: int = 256, labels=None,
+                    buckets=None):
   """(mu, logvar) as numpy [N, Z] for every sentence of an `EncodedSplit` (in
-  its order). Batches are taken in length order and padded to their longest
-  row (then to the next of `buckets`); the last one is filled with 1-token rows
-  so that shapes repeat."""
+  its order); a conditional VAE's from q(z|x, y) with `labels` [N]. Batches
+  are taken in length order and padded to their longest row (then to the next
+  of `buckets`); the last one is filled with 1-token rows so that shapes repeat."""
   n = len(split)
   Z = latent_dim(model)
   mu = np.zeros((n, Z), np.float32)
@@ -276,29 +342,43 @@ def posterior_stats(model, params, split, *, batch_size: int = 256, buckets=None
     idx = order[start:start + batch_size]
     rows = [split.tokens[i] for i in idx]
     rows += [np.asarray([EOS_ID], np.int32)] * (batch_size - len(rows))
-    m, lv = posterior(model, params, pad_batch(rows, buckets))
+    batch_labels = None
+    if labels is not None:
+      batch_labels = np.zeros(batch_size, np.int32)
+      batch_labels[:len(idx)] = np.asarray(labels)[idx]
+    m, lv = posterior(model, params, pad_batch(rows, buckets), batch_labels)
     mu[idx] = np.asarray(m)[:len(idx)]
     logvar[idx] = np.asarray(lv)[:len(idx)]
   return mu, logvar
 
 
-def prior_sample(model, params, key, num: int, *, max_length: int, **generate_kwargs):
-  """(z [num, Z] ~ N(0, I), tokens [num, max_length]); for the RNNLM z is [num, 0]."""
+def prior_sample(model, params, key, num: int, *, max_length: int, labels=None,
+                 **generate_kwargs):
+  """(z [num, Z] ~ N(0, I), tokens [num, max_length]); for the RNNLM z is [num, 0].
+  A conditional VAE's z ~ p(z|y) for `labels` ([num], or one label for all)."""
   z_key, decode_key = jax.random.split(key)
   z = jax.random.normal(z_key, (num, latent_dim(model)))
-  return z, generate(model, params, z, decode_key, max_length=max_length, **generate_kwargs)
+  if num_labels(model):
+    prior_mu, prior_logvar = prior_params(model, params, labels, num)
+    z = prior_mu + jnp.exp(0.5 * prior_logvar) * z
+  return z, generate(model, params, z, decode_key, max_length=max_length, labels=labels,
+                     **generate_kwargs)
 
 
 def reconstruct(model, params, tokens_BxT, key, *, max_length: int, use_mean: bool = True,
-                **generate_kwargs):
-  """(z, tokens) decoded from q(z|x): its mean, or one sample when not use_mean."""
+                labels=None, target_labels=None, **generate_kwargs):
+  """(z, tokens) decoded from q(z|x): its mean, or one sample when not use_mean.
+  A conditional VAE encodes with the inputs' `labels` and decodes with
+  `target_labels` (default: the same; other labels: attribute transfer)."""
   _require_latent(model, "reconstruct")
   z_key, decode_key = jax.random.split(key)
-  mu, logvar = posterior(model, params, jnp.asarray(tokens_BxT))
+  mu, logvar = posterior(model, params, jnp.asarray(tokens_BxT), labels)
   z = mu
   if not use_mean:
     z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(z_key, mu.shape)
-  return z, generate(model, params, z, decode_key, max_length=max_length, **generate_kwargs)
+  target = labels if target_labels is None else target_labels
+  return z, generate(model, params, z, decode_key, max_length=max_length, labels=target,
+                     **generate_kwargs)
 
 
 def interpolate_latents(z_a, z_b, num_steps: int):
@@ -310,15 +390,21 @@ def interpolate_latents(z_a, z_b, num_steps: int):
 
 
 def interpolate(model, params, tokens_2xT, key, *, num_steps: int, max_length: int,
-                **generate_kwargs):
+                labels=None, target_label=None, **generate_kwargs):
   """Homotopy (Bowman et al. 2016): (z [N, Z], tokens [N, max_length]) decoded
-  from `num_steps` points between the posterior means of two sentences."""
+  from `num_steps` points between the posterior means of two sentences. A
+  conditional VAE encodes each with its label (`labels`, 2) and decodes every
+  point with `target_label` (default: the first sentence's)."""
   _require_latent(model, "interpolate")
   if tokens_2xT.shape[0] != 2:
     raise ValueError(f"interpolate takes 2 sentences, got {tokens_2xT.shape[0]}")
-  mu = posterior_mean(model, params, jnp.asarray(tokens_2xT))
+  mu = posterior_mean(model, params, jnp.asarray(tokens_2xT), labels)
   z = interpolate_latents(mu[0], mu[1], num_steps)
-  return z, generate(model, params, z, key, max_length=max_length, **generate_kwargs)
+  target = None
+  if num_labels(model):
+    target = np.asarray(labels).reshape(-1)[0] if target_label is None else target_label
+  return z, generate(model, params, z, key, max_length=max_length, labels=target,
+                     **generate_kwargs)
 
 
 def _require_latent(model, what: str):

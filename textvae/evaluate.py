@@ -9,7 +9,19 @@ W/eval_<split>.json. Works for VAE and LM workdirs alike (for an LM, kl, mi and
 au are 0 and iw_nll is the exact NLL). For a VAE it also scores greedy
 reconstructions from the posterior mean: corpus BLEU (sacrebleu) and token
 accuracy (`bleu`, `token_accuracy`, `exact_match`). Definitions: ARCHITECTURE.md and
-textvae/evaluation.py (nats per sentence; PPL per token with </s> counted).
+textvae/evaluation.py (nats per sentence; PPL per token with </s> counted). A
+conditional VAE's figures are those of log p(x|y), each sentence with its label.
+
+  python -m textvae.evaluate --workdir=W --control [--label_feature=F]
+      [--fluency_lm_workdir=LM] [--control_samples=200] [--control_sources=1000]
+
+also measures control (textvae/control.py) and writes it to W/control_<split>.json:
+per label, the label accuracy of prior samples and of transfers of the split's
+sentences of other labels, by a bag-of-words classifier trained on the training
+split (its held-out accuracy is reported), the BLEU of the transfers to their
+sources, and with --fluency_lm_workdir (a textvae LM workdir on the same corpus)
+the PPL of the generated sentences under it. A conditional VAE controls its own
+label; an unconditional one --label_feature along its latent direction.
 """
 
 import contextlib
@@ -24,6 +36,7 @@ from absl import logging
 import jax
 
 from textvae import config_checks
+from textvae import control as control_lib
 from textvae import errors
 from textvae import evaluation
 from textvae import reconstruction as reconstruction_lib
@@ -53,6 +66,17 @@ def define_flags():
                               "the posterior mean: corpus BLEU and token accuracy (VAE only).")
   flags.DEFINE_string("source_dir", None, "Override config.data.source_dir "
                                     "(the corpus moved).")
+  flags.DEFINE_bool("control", False, "Also measure controlled generation (see above).")
+  flags.DEFINE_string("label_feature", None, "--control of an unconditional VAE: the "
+                      "label feature to control along its latent direction.")
+  flags.DEFINE_string("fluency_lm_workdir", None, "--control: a textvae language-model "
+                      "workdir whose PPL of the generated sentences is the fluency.")
+  flags.DEFINE_integer("control_samples", 200, "--control: prior samples per label.")
+  flags.DEFINE_integer("control_sources", 1000, "--control: sentences of the split "
+                       "transferred (the first ones).")
+  flags.DEFINE_float("direction_scale", 1.0, "--control of an unconditional VAE: "
+                     "multiple of the latent direction.")
+  flags.DEFINE_bool("only_control", False, "--control without the likelihood figures.")
   flags.mark_flag_as_required("workdir")
 
 KEYS = ("iw_nll", "elbo", "recon", "kl", "mi", "au", "ppl", "ppl_elbo", "num_sentences",
@@ -76,11 +100,12 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
                                    c.factors) for name, c in corpora.items()}
   buckets = pipeline.batch_buckets(config.data, encoded["train"].lengths)
   encoded = encoded[split]
+  condition = trained.labels.feature if trained.labels is not None else ""
   batch_size = max(batch_size // jax.device_count(), 1) * jax.device_count()
   result = evaluation.evaluate_split(
       trained.model, steps.replicate(trained.params), encoded, num_samples=num_samples,
       batch_size=batch_size, key=jax.random.key(seed), chunk_size=chunk_size,
-      pad_multiple=config.data.pad_multiple, buckets=buckets)
+      pad_multiple=config.data.pad_multiple, condition=condition, buckets=buckets)
   out = {k: result[k] for k in KEYS}
   out.update(split=split, step=trained.step, checkpoint=trained.checkpoint,
              model=config.model.kind,
@@ -89,7 +114,8 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
     start = time.time()
     recon = reconstruction_lib.reconstruction_metrics(
         trained.model, trained.params, encoded, trained.vocab,
-        max_length=config.data.max_length, buckets=buckets)
+        max_length=config.data.max_length, labels=pipeline.split_labels(encoded, condition),
+        buckets=buckets)
     out.update(bleu=recon["bleu"], token_accuracy=recon["token_accuracy"],
                exact_match=recon.get("exact_match"), bleu_signature=recon["bleu_signature"],
                reconstruction_seconds=time.time() - start)
@@ -116,9 +142,43 @@ def write_result(workdir, name, out) -> None:
   logging.info("Wrote %s", path)
 
 
+def control_workdir(workdir, *, split="test", step=None, checkpoint="auto", seed=0,
+                    source_dir=None, label_feature=None, fluency_lm_workdir=None,
+                    num_samples=200, num_sources=1000, direction_scale=1.0,
+                    keep_outputs=False) -> dict:
+  """`control.control_metrics` of a workdir's checkpoint, written to
+  W/control_<split>.json."""
+  for name, value in (("--control_samples", num_samples), ("--control_sources", num_sources)):
+    config_checks.check(name, value, config_checks.integer(1))
+  trained = restore.load(workdir, step, checkpoint)
+  lm = restore.load(fluency_lm_workdir) if fluency_lm_workdir else None
+  out = control_lib.control_metrics(trained, feature=label_feature, split=split,
+                                    num_samples=num_samples, num_sources=num_sources,
+                                    seed=seed, fluency_lm=lm, direction_scale=direction_scale,
+                                    source_dir=source_dir, keep_outputs=keep_outputs)
+  out.update(step=trained.step, checkpoint=trained.checkpoint)
+  write_result(trained.workdir, f"control_{split}", out)
+  return out
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.control:
+    ctl = control_workdir(FLAGS.workdir, split=FLAGS.split, step=FLAGS.step,
+                          checkpoint=FLAGS.checkpoint, seed=FLAGS.seed,
+                          source_dir=FLAGS.source_dir, label_feature=FLAGS.label_feature,
+                          fluency_lm_workdir=FLAGS.fluency_lm_workdir,
+                          num_samples=FLAGS.control_samples,
+                          num_sources=FLAGS.control_sources,
+                          direction_scale=FLAGS.direction_scale)
+    for name, row in ctl["per_label"].items():
+      logging.info("control %s: %s", name, json.dumps(row))
+    sys.stdout.write(json.dumps({"control": {k: ctl[k] for k in (
+        "method", "feature", "classifier", "per_label", "overall")}}) + "\n")
+    if FLAGS.only_control:
+      sys.stdout.flush()
+      return
   out = evaluate_workdir(FLAGS.workdir, split=FLAGS.split, num_samples=FLAGS.num_importance_samples,
                          step=FLAGS.step, batch_size=FLAGS.batch_size, chunk_size=FLAGS.chunk_size,
                          seed=FLAGS.seed, source_dir=FLAGS.source_dir,

@@ -21,6 +21,11 @@ the WHOLE split for MI (Li et al. 2019), Cov_x(E_q[z]) for active units.
 
 For the RNNLM (latent_dim 0) log p(x|z) does not depend on z: the kernel computes
 the exact NLL once, and `iw_nll` is that exact NLL.
+
+A conditional VAE's batches hold each sentence's label y ('labels_B'): q, the
+decoder and the prior are those of y, the KL is against p(z|y) and the
+importance weights are p(x|z, y) p(z|y) / q(z|x, y), so every figure is that
+of log p(x|y).
 """
 
 from __future__ import annotations
@@ -53,8 +58,13 @@ def posterior_stats(params, batch, *, model):
   tokens, inputs = batch["tokens_BxT"], batch["inputs_BxT"]
   variables = models.as_variables(params)
   mask = objectives.token_mask(tokens)
-  mu, logvar = model.apply(variables, tokens, method="encode")
-  kl_BxZ = objectives.gaussian_kl_per_dim(mu, logvar)
+  if "labels_B" in batch:
+    mu, logvar = model.apply(variables, tokens, labels_B=batch["labels_B"], method="encode")
+    prior_mu, prior_logvar = model.apply(variables, batch["labels_B"], method="prior")
+    kl_BxZ = objectives.gaussian_kl_to_prior(mu, logvar, prior_mu, prior_logvar)
+  else:
+    mu, logvar = model.apply(variables, tokens, method="encode")
+    kl_BxZ = objectives.gaussian_kl_per_dim(mu, logvar)
   out = {"kl_BxZ": kl_BxZ, "kl_B": jnp.sum(kl_BxZ, -1), "mu_BxZ": mu, "logvar_BxZ": logvar,
          "num_tokens_B": jnp.sum(mask, -1), "weights_B": batch["weights_B"]}
   if mu.shape[-1] == 0:
@@ -76,10 +86,16 @@ def importance_chunk(params, batch, mu_BxZ, logvar_BxZ, key, batch_index, chunk_
   row_keys = models.row_keys(jax.random.fold_in(key, batch_index), steps.global_row_ids(B))
   eps = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, chunk_index), (C, Z)))(row_keys)
   z_CxBxZ = mu_BxZ[None] + jnp.exp(0.5 * logvar_BxZ)[None] * jnp.swapaxes(eps, 0, 1)
-  nll_CxBxT = model.apply(models.as_variables(params), tokens, inputs, z_CxBxZ,
-                          method="decode_nll_samples")
+  variables = models.as_variables(params)
+  labels = steps.label_kwargs(batch)
+  nll_CxBxT = model.apply(variables, tokens, inputs, z_CxBxZ, method="decode_nll_samples",
+                          **labels)
   log_pxz = -jnp.sum(nll_CxBxT * objectives.token_mask(tokens)[None], -1)
-  log_pz = _gaussian_logpdf(z_CxBxZ, 0.0, jnp.zeros_like(z_CxBxZ))
+  if labels:  # p(z|y)
+    prior_mu, prior_logvar = model.apply(variables, batch["labels_B"], method="prior")
+    log_pz = _gaussian_logpdf(z_CxBxZ, prior_mu[None], prior_logvar[None])
+  else:
+    log_pz = _gaussian_logpdf(z_CxBxZ, 0.0, jnp.zeros_like(z_CxBxZ))
   log_qz = _gaussian_logpdf(z_CxBxZ, mu_BxZ[None], logvar_BxZ[None])
   return log_pxz + log_pz - log_qz, log_pxz
 
@@ -107,12 +123,12 @@ def choose_chunk(num_samples: int, chunk_size: int) -> int:
 
 def collect(model, params_repl, split: pipeline.EncodedSplit, *, num_samples: int,
             batch_size: int, key, chunk_size: int = 50, pad_multiple: int = 1,
-            devices=None, buckets=None):
+            devices=None, condition: str = "", buckets=None):
   """Per-sentence arrays over the whole split (filler rows dropped), in
   length-sorted order. `params_repl` is replicated over `devices` (default: all
-  local devices). `buckets`: the training batches' padded lengths
-  (`pipeline.batch_buckets`), so that the kernels compile once per bucket, not
-  once per sentence length."""
+  local devices). `condition`: a conditional VAE's label feature. `buckets`:
+  the training batches' padded lengths (`pipeline.batch_buckets`), so that the
+  kernels compile once per bucket, not once per sentence length."""
   if devices is None:
     parallel.check_global_batch(batch_size, "eval batch_size")
     num_local = jax.local_device_count()
@@ -125,7 +141,8 @@ def collect(model, params_repl, split: pipeline.EncodedSplit, *, num_samples: in
   pieces = []
   for i, batch in enumerate(pipeline.eval_batches(
       split, global_batch_size=batch_size, process_index=jax.process_index(),
-      process_count=jax.process_count(), pad_multiple=pad_multiple, buckets=buckets)):
+      process_count=jax.process_count(), pad_multiple=pad_multiple, condition=condition,
+      buckets=buckets)):
     sharded = jax.tree_util.tree_map(
         lambda x: np.reshape(x, (num_local, -1) + x.shape[1:]), batch)
     post = post_fn(params_repl, sharded)
@@ -229,14 +246,16 @@ def summarise(per_sentence, *, num_samples: int, mi_key) -> dict:
 
 def evaluate_split(model, params_repl, split: pipeline.EncodedSplit, *, num_samples: int,
                    batch_size: int, key, chunk_size: int = 50, pad_multiple: int = 1,
-                   devices=None, buckets=None) -> dict:
-  """All figures over a split; `seconds` is the wall time of the whole call;
+                   devices=None, condition: str = "", buckets=None) -> dict:
+  """All figures over a split; `seconds` is the wall time of the whole call.
+  `condition`: a conditional VAE's label feature (the figures of log p(x|y));
   `buckets`: see `collect`."""
   start = time.time()
   sample_key, mi_key = jax.random.split(key)
   per_sentence = collect(model, params_repl, split, num_samples=num_samples,
                          batch_size=batch_size, key=sample_key, chunk_size=chunk_size,
-                         pad_multiple=pad_multiple, devices=devices, buckets=buckets)
+                         pad_multiple=pad_multiple, devices=devices, condition=condition,
+                         buckets=buckets)
   out = summarise(per_sentence, num_samples=num_samples, mi_key=mi_key)
   out["seconds"] = time.time() - start
   return out

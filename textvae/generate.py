@@ -3,6 +3,9 @@
   python -m textvae.generate --workdir=W --mode=sample [--num=10]
   python -m textvae.generate --workdir=W --mode=reconstruct --inputs="s1|s2" [--posterior=mean|sample]
   python -m textvae.generate --workdir=W --mode=interpolate --inputs="s1|s2" [--num=7]
+  python -m textvae.generate --workdir=W --mode=sample --label=L [--label_feature=F]
+  python -m textvae.generate --workdir=W --mode=transfer --label=L [--inputs="s1|s2"
+      --input_labels="L1|L2"] [--label_feature=F] [--direction_scale=1]
 
   decoding: --strategy=greedy|sample|top_k|top_p|beam [--temperature=1] [--top_k=10]
             [--top_p=0.9] [--beam_size=4] [--length_penalty=1] [--max_length=config's]
@@ -15,6 +18,15 @@ Prints one result per line on stdout, nothing else:
   interpolate  --num (>= 2) sentences decoded from evenly spaced points on the line
                between the posterior means of the two inputs, endpoints included;
                without --inputs the first two validation sentences
+  transfer     one line per input sentence: encoded with its own label, decoded
+               with --label; without --inputs the first --num validation
+               sentences of other labels
+Labels (textvae/control.py): a conditional VAE (config.model.condition) samples
+z ~ p(z|L) and decodes with L, and needs the inputs' own labels (--input_labels,
+one for all or one per input; the validation split's labels by default); an
+unconditional VAE controls the label feature --label_feature along its latent
+direction (the difference of the label means of the posterior means over the
+training split, times --direction_scale).
 Inputs are split on whitespace (give them tokenised as the corpus is); words not
 in the vocabulary become <unk> and are reported on stderr.
 """
@@ -30,6 +42,7 @@ import jax
 import numpy as np
 
 from textvae import config_checks
+from textvae import control
 from textvae import decoding
 from textvae import errors
 from textvae import restore
@@ -41,7 +54,7 @@ def define_flags():
   """The CLI's flags, defined only when it runs as a program (so that tests can
   import several CLIs into one process)."""
   flags.DEFINE_string("workdir", None, "A textvae training workdir.")
-  flags.DEFINE_enum("mode", "sample", ["sample", "reconstruct", "interpolate"],
+  flags.DEFINE_enum("mode", "sample", ["sample", "reconstruct", "interpolate", "transfer"],
                             "What to generate.")
   flags.DEFINE_integer("num", 10, "sample: sentences; reconstruct: validation "
                               "sentences when no --inputs; interpolate: points on the path.")
@@ -64,6 +77,13 @@ def define_flags():
                        "checkpoint, workdir/best, else the latest).")
   flags.DEFINE_string("source_dir", None, "Override config.data.source_dir "
                                     "(default inputs come from the validation split).")
+  flags.DEFINE_string("label", None, "sample/transfer: the label to generate (its name).")
+  flags.DEFINE_string("input_labels", None, "The --inputs' own labels, separated by '|' "
+                      "(one for all inputs, or one per input).")
+  flags.DEFINE_string("label_feature", None, "An unconditional VAE: the corpus's label "
+                      "feature to control (e.g. sentiment); a conditional VAE's is its own.")
+  flags.DEFINE_float("direction_scale", 1.0, "An unconditional VAE: multiple of the "
+                     "latent direction added to z.")
   flags.mark_flag_as_required("workdir")
 
 
@@ -98,12 +118,18 @@ def validation_sentences(trained, num: int, source_dir=None) -> list[str]:
 
 def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
         max_length: int | None = None, posterior: str = "mean", source_dir=None,
+        label=None, input_labels=None, label_feature=None, direction_scale: float = 1.0,
         **generate_kwargs) -> tuple[list[str], list[str]]:
   """(output lines, warnings) of one `mode`; the CLI prints them."""
   model, params, vocab = trained.model, trained.params, trained.vocab
   max_length = max_length or trained.config.data.max_length
   key = jax.random.key(seed)
   warnings = []
+  if label is not None or mode == "transfer" or decoding.num_labels(model):
+    return run_labelled(trained, mode, num=num, inputs=inputs, key=key,
+                        max_length=max_length, posterior=posterior, source_dir=source_dir,
+                        label=label, input_labels=input_labels, label_feature=label_feature,
+                        direction_scale=direction_scale, **generate_kwargs)
   if mode == "sample":
     if inputs:
       warnings.append("--inputs is ignored in --mode=sample")
@@ -131,6 +157,75 @@ def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
   return [vocab.decode(t) for t in np.asarray(out)], warnings
 
 
+def run_labelled(trained, mode: str, *, num: int, inputs, key, max_length: int,
+                 posterior: str, source_dir, label, input_labels, label_feature,
+                 direction_scale: float, **generate_kwargs) -> tuple[list[str], list[str]]:
+  """`run` with labels: every mode of a conditional VAE, and sample/transfer
+  of a label along an unconditional VAE's latent direction."""
+  model, params, vocab = trained.model, trained.params, trained.vocab
+  warnings = []
+  if not decoding.latent_dim(model):
+    raise errors.ConfigError(f"--label needs a VAE; {trained.workdir} holds a language model")
+  conditional = bool(decoding.num_labels(model))
+  if not conditional and mode not in ("sample", "transfer"):
+    raise errors.ConfigError(f"--label with --mode={mode}: an unconditional VAE controls a "
+                             "label in --mode=sample and --mode=transfer only")
+  if source_dir is not None:
+    trained.config.data.source_dir = source_dir
+  direction = None
+  if conditional:
+    labels = control.control_labels(trained, label_feature, {})
+  else:  # the latent direction of the training split
+    labels, direction = control.direction_for(trained, label_feature, scale=direction_scale)
+  target = None if label is None else labels.index(label)
+  if mode in ("sample", "transfer") and target is None:
+    raise errors.ConfigError(f"--mode={mode} needs --label, one of: "
+                             f"{', '.join(labels.names)}")
+  if mode == "sample":
+    if inputs:
+      warnings.append("--inputs is ignored in --mode=sample")
+    tokens = control.sample(model, params, key, num, target, max_length=max_length,
+                            direction=direction, **generate_kwargs)
+    return [vocab.decode(t) for t in tokens], warnings
+  if inputs is None:
+    sentences, values = control.labelled_split(trained, labels, "valid")
+    keep = [i for i in range(len(sentences)) if mode != "transfer" or values[i] != target]
+    keep = keep[:2 if mode == "interpolate" else num]
+    inputs, sources = [sentences[i] for i in keep], values[keep]
+    if input_labels is not None:
+      warnings.append("--input_labels is ignored without --inputs (the validation "
+                      "split's labels are used)")
+  else:
+    if input_labels is None:
+      raise errors.ConfigError(f"--mode={mode} with --inputs needs their own labels: "
+                               f"--input_labels (one of {', '.join(labels.names)} for all "
+                               "inputs, or one per input separated by '|')")
+    given = [s.strip() for s in input_labels.split("|")]
+    if len(given) not in (1, len(inputs)):
+      raise errors.ConfigError(f"--input_labels has {len(given)} labels for {len(inputs)} "
+                               "inputs: give one for all, or one per input")
+    sources = np.broadcast_to(labels.indices(given), (len(inputs),))
+  if mode == "interpolate" and len(inputs) != 2:
+    raise errors.ConfigError(f"--mode=interpolate takes exactly 2 sentences in --inputs, "
+                             f"got {len(inputs)}")
+  if mode == "interpolate":
+    config_checks.check("--num", num, config_checks.integer(2))  # both endpoints
+  tokens, input_warnings = encode_inputs(vocab, inputs, trained.config.data.max_length)
+  warnings += input_warnings
+  if mode == "transfer":
+    out = control.transfer(model, params, tokens, sources, target, key, max_length=max_length,
+                           direction=direction, **generate_kwargs)
+  elif mode == "reconstruct":
+    _, out = decoding.reconstruct(model, params, tokens, key, max_length=max_length,
+                                  use_mean=posterior == "mean", labels=sources,
+                                  target_labels=target, **generate_kwargs)
+  else:
+    _, out = decoding.interpolate(model, params, tokens, key, num_steps=num,
+                                  max_length=max_length, labels=sources,
+                                  target_label=target, **generate_kwargs)
+  return [vocab.decode(t) for t in np.asarray(out)], warnings
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -146,7 +241,8 @@ def main(argv):
   lines, warnings = run(
       trained, FLAGS.mode, num=FLAGS.num, inputs=inputs, seed=FLAGS.seed,
       max_length=FLAGS.max_length, posterior=FLAGS.posterior, source_dir=FLAGS.source_dir,
-      strategy=FLAGS.strategy, temperature=FLAGS.temperature, top_k=FLAGS.top_k,
+      label=FLAGS.label, input_labels=FLAGS.input_labels, label_feature=FLAGS.label_feature,
+      direction_scale=FLAGS.direction_scale, strategy=FLAGS.strategy, temperature=FLAGS.temperature, top_k=FLAGS.top_k,
       top_p=FLAGS.top_p, beam_size=FLAGS.beam_size, length_penalty=FLAGS.length_penalty)
   for w in warnings:
     logging.warning("%s", w)

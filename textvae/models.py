@@ -163,7 +163,8 @@ class FixedScaleBatchNorm(nn.Module):
 
 class Encoder(nn.Module):
   """Reads the sentence (words and <eos>); its last hidden state gives
-  q(z|x) = N(mu, diag(exp(logvar)))."""
+  q(z|x) = N(mu, diag(exp(logvar))). Conditional (`num_labels` > 0): the
+  label's embedding is concatenated to the last hidden state, q(z|x, y)."""
   vocab_size: int
   embed_dim: int
   hidden_dim: int
@@ -175,10 +176,12 @@ class Encoder(nn.Module):
   init_scale: float = 0.01
   embed_init_scale: float = 0.1
   embed_dropout: float = 0.0
+  num_labels: int = 0              # > 0: q(z|x, y) for labels 0..num_labels-1
+  label_dim: int = 0
 
   @nn.compact
   def __call__(self, tokens_BxT: Array, deterministic: bool = True,
-               row_ids_B: Array | None = None):
+               row_ids_B: Array | None = None, labels_B: Array | None = None):
     tokens_TxB = tokens_BxT.T
     B = tokens_BxT.shape[0]
     emb = _embed(self.vocab_size, self.embed_dim, self.param_init, self.embed_init_scale,
@@ -189,6 +192,10 @@ class Encoder(nn.Module):
     rnn = cells.create(self.cell, self.hidden_dim, self.param_init, self.init_scale)
     _, last = rnn(rnn.project(emb), rnn.zero_state(B), tokens_TxB != PAD_ID)
     h_last = rnn.output(last)
+    if self.num_labels:
+      label_emb = _embed(self.num_labels, self.label_dim, self.param_init,
+                         self.embed_init_scale, name="label_embed")(labels_B)
+      h_last = jnp.concatenate([h_last, label_emb.astype(h_last.dtype)], axis=-1)
     kernel_init, bias_init = cell_init.initializers(self.param_init, self.init_scale)
     # BN-VAE: no bias (it would be normalised away, and Adam would amplify its
     # zero gradient's rounding noise); the authors' linear layer has none either.
@@ -207,7 +214,16 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
   """p(x|z): z sets the initial state (the cell's `state_from` of a linear map:
   GRU h0 = tanh(W z + b); LSTM c0 = W z + b, h0 = tanh(c0)) and is concatenated
-  to every input embedding. With `latent_dim == 0` it is an RNN language model."""
+  to every input embedding. With `latent_dim == 0` it is an RNN language model.
+
+  Conditional (`num_labels` > 0): p(x|z, y) reads the decoder code [z; e_y]
+  (`code`: z with the label's embedding) wherever the unconditional decoder
+  reads z (initial state and every input), and the decoder holds the prior
+  p(z|y) (`prior`): N(0, I), or with `prior_kind='learned'` a Gaussian per
+  label (means and log variances initialised to 0). The prior lives here,
+  with the rest of the generative model, so that the parts of aggressive
+  training and the decoder reset after pretraining treat it as the decoder's.
+  The methods that take `z_BxZ` (initial_state, step, __call__) take the code."""
   vocab_size: int
   embed_dim: int
   hidden_dim: int
@@ -219,6 +235,9 @@ class Decoder(nn.Module):
   param_init: str = "default"
   init_scale: float = 0.01
   embed_init_scale: float = 0.1
+  num_labels: int = 0
+  label_dim: int = 0
+  prior_kind: str = "standard"     # p(z|y): standard | learned
 
   def setup(self):
     H = self.hidden_dim
@@ -233,6 +252,32 @@ class Decoder(nn.Module):
     output_init = kernel_init if self.param_init == "uniform" else nn.initializers.lecun_normal()
     self.output_kernel = self.param("output_kernel", output_init, (self.vocab_size, H))
     self.output_bias = self.param("output_bias", bias_init, (self.vocab_size,))
+    # Declared after the unconditional parameters, and only with labels: an
+    # unconditional decoder's parameters and their initial values are unchanged.
+    if self.num_labels:
+      self.label_embed = _embed(self.num_labels, self.label_dim, self.param_init,
+                                self.embed_init_scale)
+      if self.prior_kind == "learned":
+        shape = (self.num_labels, self.latent_dim)
+        self.prior_mu = self.param("prior_mu", nn.initializers.zeros, shape)
+        self.prior_logvar = self.param("prior_logvar", nn.initializers.zeros, shape)
+
+  def code(self, z_xZ: Array, labels_x: Array | None) -> Array:
+    """The decoder's conditioning vector: z, or [z; e_y] for a conditional
+    decoder (the label embedding broadcast over any leading sample axes of z)."""
+    if not self.num_labels:
+      return z_xZ
+    emb = self.label_embed(labels_x).astype(z_xZ.dtype)
+    emb = jnp.broadcast_to(emb, z_xZ.shape[:-1] + emb.shape[-1:])
+    return jnp.concatenate([z_xZ, emb], axis=-1)
+
+  def prior(self, labels_B: Array):
+    """(mean, log variance) of p(z|y), each [B, Z]."""
+    if self.num_labels and self.prior_kind == "learned":
+      return jnp.take(self.prior_mu, labels_B, axis=0), jnp.take(self.prior_logvar, labels_B,
+                                                                 axis=0)
+    zeros = jnp.zeros(labels_B.shape + (self.latent_dim,), jnp.float32)
+    return zeros, zeros
 
   def initial_state(self, z_BxZ: Array | None, batch_size: int):
     """The cell's initial state (a pytree with leading batch axes)."""
@@ -336,7 +381,13 @@ def _nll_outputs(out) -> dict:
 
 
 class TextVAE(nn.Module):
-  """The sentence VAE of Bowman et al. (2016) with a recurrent encoder and decoder."""
+  """The sentence VAE of Bowman et al. (2016) with a recurrent encoder and decoder.
+
+  With `num_labels` > 0 it is a conditional VAE of a label y (one of
+  0..num_labels-1, `labels_B`): q(z|x, y), p(x|z, y) and the prior p(z|y)
+  (`condition_prior`: 'standard' N(0, I) or 'learned', a Gaussian per label),
+  so that the ELBO bounds log p(x|y). The decoding methods (`decode_init`,
+  `decode_step`) then take the decoder code `decoder_code(z, labels)`."""
   vocab_size: int
   embed_dim: int = 256
   hidden_dim: int = 256
@@ -351,44 +402,76 @@ class TextVAE(nn.Module):
   param_init: str = "default"
   init_scale: float = 0.01
   embed_init_scale: float = 0.1
+  num_labels: int = 0              # > 0: conditional on a label (see the class doc)
+  label_dim: int = 16
+  condition_prior: str = "standard"
 
   def setup(self):
     inits = dict(cell=self.cell, param_init=self.param_init, init_scale=self.init_scale,
                  embed_init_scale=self.embed_init_scale)
+    labels = dict(num_labels=self.num_labels, label_dim=self.label_dim)
     self.encoder = Encoder(self.vocab_size, self.embed_dim, self.hidden_dim,
                            self.latent_dim, self.bn_gamma, self.bn_axis_name,
-                           embed_dropout=self.encoder_embed_dropout, **inits)
+                           embed_dropout=self.encoder_embed_dropout, **inits, **labels)
     self.decoder = Decoder(self.vocab_size, self.embed_dim, self.hidden_dim,
                            self.latent_dim, self.word_dropout, self.embed_dropout,
-                           self.output_dropout, **inits)
+                           self.output_dropout, **inits, **labels,
+                           prior_kind=self.condition_prior)
 
-  def encode(self, tokens_BxT, deterministic: bool = True):
+  def _labels(self, labels_B):
+    if self.num_labels and labels_B is None:
+      raise ValueError(f"a conditional VAE ({self.num_labels} labels) needs labels_B")
+    return labels_B
+
+  def encode(self, tokens_BxT, deterministic: bool = True, labels_B=None):
+    if self.num_labels:
+      return self.encoder(tokens_BxT, deterministic, labels_B=self._labels(labels_B))
     return self.encoder(tokens_BxT, deterministic)
 
+  def prior(self, labels_B):
+    """(mean, log variance) of p(z|y) per sentence, each [B, Z]."""
+    return self.decoder.prior(labels_B)
+
+  def decoder_code(self, z_xZ, labels_x=None):
+    """What the decoder reads: z, or [z; label embedding] when conditional."""
+    return self.decoder.code(z_xZ, self._labels(labels_x))
+
   def __call__(self, tokens_BxT, inputs_BxT, *, deterministic: bool = True,
-               row_ids_B=None, token_weights_BxT=None):
+               row_ids_B=None, token_weights_BxT=None, labels_B=None):
     """Per-token NLL of the targets under one reparameterised z ~ q(z|x).
 
     The noise comes from the 'latent' RNG stream; dropout from 'dropout' (only
     when not deterministic). Each sentence's noise is drawn from
-    `fold_in(stream key, row_ids_B[b])` (default: its row).
+    `fold_in(stream key, row_ids_B[b])` (default: its row). A conditional
+    model's outputs also hold the prior p(z|y) ('prior_mu_BxZ',
+    'prior_logvar_BxZ') when it is learned; the KL is then taken against it.
     """
     if row_ids_B is None:
       row_ids_B = jnp.arange(tokens_BxT.shape[0])
-    mu, logvar = self.encoder(tokens_BxT, deterministic, row_ids_B)
+    if self.num_labels:
+      mu, logvar = self.encoder(tokens_BxT, deterministic, row_ids_B,
+                                labels_B=self._labels(labels_B))
+    else:
+      mu, logvar = self.encoder(tokens_BxT, deterministic, row_ids_B)
     eps = row_normal(self.make_rng("latent"), row_ids_B, self.latent_dim)
     z = mu + jnp.exp(0.5 * logvar) * eps.astype(mu.dtype)
-    out = self.decoder(inputs_BxT, tokens_BxT, z, deterministic=deterministic,
+    code = self.decoder.code(z, labels_B) if self.num_labels else z
+    out = self.decoder(inputs_BxT, tokens_BxT, code, deterministic=deterministic,
                        row_ids_B=row_ids_B, token_weights_BxT=token_weights_BxT)
-    return {**_nll_outputs(out), "mu_BxZ": mu, "logvar_BxZ": logvar, "z_BxZ": z}
+    outputs = {**_nll_outputs(out), "mu_BxZ": mu, "logvar_BxZ": logvar, "z_BxZ": z}
+    if self.num_labels and self.condition_prior == "learned":
+      outputs["prior_mu_BxZ"], outputs["prior_logvar_BxZ"] = self.decoder.prior(labels_B)
+    return outputs
 
-  def decode_nll(self, tokens_BxT, inputs_BxT, z_BxZ):
+  def decode_nll(self, tokens_BxT, inputs_BxT, z_BxZ, labels_B=None):
     """-log p(x_t | x_<t, z) per token for a given z (evaluation)."""
-    return self.decoder(inputs_BxT, tokens_BxT, z_BxZ, deterministic=True)
+    code = self.decoder.code(z_BxZ, self._labels(labels_B)) if self.num_labels else z_BxZ
+    return self.decoder(inputs_BxT, tokens_BxT, code, deterministic=True)
 
-  def decode_nll_samples(self, tokens_BxT, inputs_BxT, z_CxBxZ):
+  def decode_nll_samples(self, tokens_BxT, inputs_BxT, z_CxBxZ, labels_B=None):
     """-log p(x_t | x_<t, z_c) per token for C samples per sentence: [C, B, T]."""
-    return self.decoder.nll_for_samples(inputs_BxT, tokens_BxT, z_CxBxZ)
+    code = self.decoder.code(z_CxBxZ, self._labels(labels_B)) if self.num_labels else z_CxBxZ
+    return self.decoder.nll_for_samples(inputs_BxT, tokens_BxT, code)
 
   def decode_init(self, z_BxZ):
     return self.decoder.initial_state(z_BxZ, z_BxZ.shape[0])
@@ -439,9 +522,11 @@ class RNNLM(nn.Module):
     return self.decoder.step(state, token_B, None)
 
 
-def create_model(model_config, vocab_size: int) -> nn.Module:
+def create_model(model_config, vocab_size: int, num_labels: int = 0) -> nn.Module:
   """The model named by `config.model.kind` ('vae' or 'lm'). Fields added after
-  a workdir was written take their defaults (its config.json lacks them)."""
+  a workdir was written take their defaults (its config.json lacks them).
+  With `config.model.condition` (a label feature's name) the VAE is
+  conditional on that feature's `num_labels` labels."""
   get = model_config.get
   kwargs = dict(vocab_size=vocab_size, embed_dim=model_config.embed_dim,
                 hidden_dim=model_config.hidden_dim,
@@ -451,6 +536,20 @@ def create_model(model_config, vocab_size: int) -> nn.Module:
                 cell=get("cell", "gru"), param_init=get("param_init", "default"),
                 init_scale=float(get("init_scale", 0.01)),
                 embed_init_scale=float(get("embed_init_scale", 0.1)))
+  condition = get("condition", "") or ""
+  if condition:
+    prior = get("condition_prior", "standard")
+    if model_config.kind != "vae":
+      raise ValueError(f"config.model.condition={condition!r} needs config.model.kind='vae', "
+                       f"got {model_config.kind!r}")
+    if prior not in ("standard", "learned"):
+      raise ValueError(f"config.model.condition_prior={prior!r}: expected 'standard' or "
+                       "'learned'")
+    if num_labels < 1:
+      raise ValueError(f"config.model.condition={condition!r}: the model needs the number "
+                       "of labels (from the corpus, or the workdir's labels.json)")
+    kwargs.update(num_labels=int(num_labels), label_dim=int(get("label_dim", 16)),
+                  condition_prior=prior)
   if model_config.kind == "vae":
     return TextVAE(latent_dim=model_config.latent_dim,
                    bn_gamma=float(get("bn_gamma", 0.0)),

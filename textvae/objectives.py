@@ -3,7 +3,9 @@
 Conventions (ARCHITECTURE.md): reconstruction NLL is summed over real tokens with
 <eos> counted and padding masked; KL is the analytic Gaussian KL against N(0, I),
 per dimension and per sentence; per-token figures divide sums over sentences by
-the number of real tokens.
+the number of real tokens. A conditional VAE with a learned prior p(z|y) takes
+the KL against that prior instead (`gaussian_kl_to_prior`), so that the ELBO
+bounds log p(x|y).
 """
 
 from __future__ import annotations
@@ -18,6 +20,24 @@ from textvae.data.vocab import PAD_ID
 def gaussian_kl_per_dim(mu_BxZ, logvar_BxZ):
   """KL(N(mu, diag(exp(logvar))) || N(0, I)) per dimension: [B, Z]."""
   return 0.5 * (jnp.square(mu_BxZ) + jnp.exp(logvar_BxZ) - 1.0 - logvar_BxZ)
+
+
+def gaussian_kl_to_prior(mu_BxZ, logvar_BxZ, prior_mu_BxZ, prior_logvar_BxZ):
+  """KL(N(mu, diag(exp(logvar))) || N(prior_mu, diag(exp(prior_logvar)))) per
+  dimension: [B, Z]."""
+  return 0.5 * (prior_logvar_BxZ - logvar_BxZ
+                + (jnp.exp(logvar_BxZ) + jnp.square(mu_BxZ - prior_mu_BxZ))
+                * jnp.exp(-prior_logvar_BxZ) - 1.0)
+
+
+def kl_per_dim(outputs):
+  """The KL per dimension of the model outputs: against N(0, I), or against the
+  prior the outputs hold ('prior_mu_BxZ', 'prior_logvar_BxZ': a conditional
+  VAE's learned p(z|y))."""
+  if "prior_mu_BxZ" in outputs:
+    return gaussian_kl_to_prior(outputs["mu_BxZ"], outputs["logvar_BxZ"],
+                                outputs["prior_mu_BxZ"], outputs["prior_logvar_BxZ"])
+  return gaussian_kl_per_dim(outputs["mu_BxZ"], outputs["logvar_BxZ"])
 
 
 def token_mask(tokens_BxT):
@@ -65,7 +85,7 @@ def kl_weight(step, schedule_config):
 def elbo_terms(outputs, tokens_BxT):
   """Per-sentence reconstruction NLL, KL and its per-dimension split."""
   recon_B = reconstruction_nll(outputs["nll_BxT"], tokens_BxT)
-  kl_BxZ = gaussian_kl_per_dim(outputs["mu_BxZ"], outputs["logvar_BxZ"])
+  kl_BxZ = kl_per_dim(outputs)
   terms = {"recon_B": recon_B, "kl_B": jnp.sum(kl_BxZ, axis=-1), "kl_BxZ": kl_BxZ,
            "num_tokens_B": jnp.sum(token_mask(tokens_BxT), axis=-1)}
   if "recon_loss" in outputs:

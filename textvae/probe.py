@@ -138,8 +138,10 @@ def probe_workdir(workdir: str, *, train_split: str = "train", test_split: str =
   if not splits[train_split].factors:
     raise errors.WorkdirError(f"corpus {trained.config.data.name!r} has no generating "
                               "factors to probe (only 'synthetic' has)")
+  condition = trained.labels.feature if trained.labels is not None else ""
   stats = {s: decoding.posterior_stats(trained.model, trained.params, splits[s],
-                                       batch_size=batch_size, buckets=buckets)
+                                       batch_size=batch_size, buckets=buckets,
+                                       labels=pipeline.split_labels(splits[s], condition))
            for s in (train_split, test_split)}
   rng = np.random.default_rng(seed)
   out = {"workdir": trained.workdir, "step": trained.step, "train_split": train_split,

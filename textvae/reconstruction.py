@@ -60,9 +60,11 @@ def token_accuracy(hypotheses: Sequence[np.ndarray], references: Sequence[np.nda
 
 
 def reconstruct_split(model, params, split, *, batch_size: int = 256,
-                      max_length: int | None = None, buckets=None) -> list[np.ndarray]:
+                      max_length: int | None = None, labels=None,
+                      buckets=None) -> list[np.ndarray]:
   """Greedy reconstructions from the posterior mean of every sentence of an
-  `EncodedSplit`, in its order (token ids, cut after </s>).
+  `EncodedSplit`, in its order (token ids, cut after </s>); a conditional
+  VAE's encoded and decoded with each sentence's label (`labels`, [N]).
 
   Sentences are batched in length order and padded to `buckets` (see
   `pipeline.batch_buckets`); the last batch is filled so that every batch has
@@ -78,21 +80,27 @@ def reconstruct_split(model, params, split, *, batch_size: int = 256,
     idx = order[start:start + batch_size]
     rows = [split.tokens[i] for i in idx]
     rows += [np.asarray([EOS_ID], np.int32)] * (batch_size - len(rows))
-    mu = decoding.posterior_mean(model, params, decoding.pad_batch(rows, buckets))
+    batch_labels = None
+    if labels is not None:
+      batch_labels = np.zeros(batch_size, np.int32)
+      batch_labels[:len(idx)] = np.asarray(labels)[idx]
+    mu = decoding.posterior_mean(model, params, decoding.pad_batch(rows, buckets),
+                                 batch_labels)
     tokens = np.asarray(decoding.generate(model, params, mu, max_length=max_length,
-                                          strategy="greedy"))
+                                          strategy="greedy", labels=batch_labels))
     for j, i in enumerate(idx):
       out[i] = strip(tokens[j])
   return out
 
 
 def reconstruction_metrics(model, params, split, vocab, *, batch_size: int = 256,
-                           max_length: int | None = None, buckets=None) -> dict:
+                           max_length: int | None = None, labels=None,
+                           buckets=None) -> dict:
   """BLEU, token accuracy and exact match of the greedy posterior-mean
-  reconstructions of `split` (an `EncodedSplit`; `buckets`: see
-  `reconstruct_split`)."""
+  reconstructions of `split` (an `EncodedSplit`; `labels`: a conditional VAE's;
+  `buckets`: see `reconstruct_split`)."""
   hyps = reconstruct_split(model, params, split, batch_size=batch_size,
-                           max_length=max_length, buckets=buckets)
+                           max_length=max_length, labels=labels, buckets=buckets)
   out = token_accuracy(hyps, split.tokens)
   out.update(corpus_bleu([vocab.decode(h) for h in hyps],
                          [vocab.decode(r) for r in split.tokens]))

@@ -13,6 +13,7 @@ import jax
 import ml_collections
 
 from textvae import checkpoints
+from textvae import conditioning
 from textvae import errors
 from textvae import models
 from textvae import steps
@@ -29,6 +30,7 @@ class Trained:
   step: int
   workdir: str
   checkpoint: str = "latest"  # 'best' when restored from workdir/best
+  labels: conditioning.Labels | None = None  # a conditional VAE's (labels.json)
 
 
 CHOICES = ("auto", "best", "latest")
@@ -46,7 +48,13 @@ def load(workdir: str, step: int | None = None, checkpoint: str = "auto") -> Tra
       raise errors.MissingFileError(f"{path} not found: is {workdir} a textvae workdir?")
   config = workdir_lib.load_config(workdir)
   vocab = vocab_lib.Vocabulary.load(workdir_lib.vocab_path(workdir))
-  model = models.create_model(config.model, len(vocab))
+  labels = None
+  if config.model.get("condition", ""):
+    if not os.path.exists(conditioning.labels_path(workdir)):
+      raise errors.MissingFileError(f"{conditioning.labels_path(workdir)} not found: the "
+                                    f"conditional VAE of {workdir} needs its labels")
+    labels = conditioning.Labels.load(workdir)
+  model = models.create_model(config.model, len(vocab), len(labels) if labels else 0)
   best_dir = os.path.join(workdir, "best")
   use_best = step is None and checkpoint != "latest" and _holds_steps(workdir, "best")
   if checkpoint == "best" and step is None and not use_best:
@@ -88,7 +96,7 @@ def load(workdir: str, step: int | None = None, checkpoint: str = "auto") -> Tra
   if restored.get("batch_stats"):
     params = {"params": params, "batch_stats": restored["batch_stats"]}
   return Trained(config, vocab, model, params, int(step), workdir,
-                 "best" if use_best else "latest")
+                 "best" if use_best else "latest", labels)
 
 
 def _holds_steps(workdir: str, subdir: str) -> bool:

@@ -64,8 +64,16 @@ def update_parts(state: TrainState, grads, parts, *, count_step: bool):
 def init_variables(model, init_key):
   tokens = jnp.full((2, 3), 4, jnp.int32)
   k_params, k_latent, k_dropout = jax.random.split(init_key, 3)
-  return model.init({"params": k_params, "latent": k_latent, "dropout": k_dropout},
-                    tokens, tokens)
+  rngs = {"params": k_params, "latent": k_latent, "dropout": k_dropout}
+  if getattr(model, "num_labels", 0):  # a conditional VAE
+    return model.init(rngs, tokens, tokens, labels_B=jnp.zeros((2,), jnp.int32))
+  return model.init(rngs, tokens, tokens)
+
+
+def label_kwargs(batch) -> dict:
+  """The model's `labels_B` argument when the batch holds labels (a
+  conditional VAE's batches; see pipeline.collate), else nothing."""
+  return {"labels_B": batch["labels_B"]} if "labels_B" in batch else {}
 
 
 def create_train_state(model, init_key, train_config) -> TrainState:
@@ -139,12 +147,13 @@ def _loss_and_grads(state, batch, rngs, beta, train_config):
   row_ids = global_row_ids(tokens.shape[0])
   fb = _free_bits(train_config)
   token_weights = objectives.recon_token_weights(tokens, weights)
+  labels = label_kwargs(batch)
 
   def loss_fn(params):
     outputs, mutated = state.apply_fn(
         _variables(params, state.batch_stats), tokens, inputs, deterministic=False,
         row_ids_B=row_ids, token_weights_BxT=token_weights, rngs=rngs,
-        mutable=["batch_stats"])
+        mutable=["batch_stats"], **labels)
     terms = objectives.elbo_terms(outputs, tokens)
     if fb is None:
       loss = objectives.training_loss(terms, weights, beta)

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from textvae import checkpoints
+from textvae import conditioning
 from textvae import config_checks
 from textvae import decoding
 from textvae import early_stopping
@@ -65,6 +66,23 @@ def prepare_data(config, workdir):
                                  text_files.truncation_locator(config.data, name))
             for name, c in corpus.items()}
   return vocab, splits
+
+
+def prepare_labels(config, splits, workdir):
+  """A conditional VAE's labels (`config.model.condition`, a label feature of
+  the corpus) from the dataset's feature info, checked against every split and
+  recorded in (or checked against) workdir/labels.json; None when unconditional."""
+  condition = config.model.get("condition", "") or ""
+  if not condition:
+    return None
+  values = pipeline.split_labels(splits["train"], condition)
+  labels = conditioning.feature_names(config.data, condition, values)
+  for name, split in splits.items():
+    conditioning.check_values(labels, pipeline.split_labels(split, condition),
+                              f"the {name} split")
+  if jax.process_index() == 0:
+    conditioning.check_workdir_labels(labels, workdir)
+  return labels
 
 
 def _flat_hparams(config):
@@ -191,30 +209,46 @@ def _observe_plateau(config, state, tracker, best_ckpt, valid, step):
   return steps.place_state(local.replace(opt_state=opt_state))
 
 
-def write_samples(model, params, vocab, splits, config, sample_key, workdir, buckets=None):
+def write_samples(model, params, vocab, splits, config, sample_key, workdir, labels=None,
+                  buckets=None):
   """Prior samples (greedy from z ~ N(0, I)) and reconstructions (greedy from the
-  posterior mean) of the first validation sentences, to samples.txt and the log."""
+  posterior mean) of the first validation sentences, to samples.txt and the log.
+  A conditional VAE's (`labels`): z ~ p(z|y) with y cycling through the labels,
+  each line prefixed by its label."""
   n = config.train.num_samples
   max_len = config.data.max_length
   lines = []
-  if model.latent_dim:
-    z = jax.random.normal(sample_key, (n, model.latent_dim))
-    lines.append("# prior samples, z ~ N(0, I), greedy")
+  sample_labels = None if labels is None else np.arange(n) % len(labels)
+  prefix = lambda y: "" if labels is None else f"[{labels.names[int(y)]}] "
+  if labels is not None:
+    z, tokens = decoding.prior_sample(model, params, sample_key, n, max_length=max_len,
+                                      labels=sample_labels)
+    lines.append("# prior samples, z ~ p(z|y), y cycling through the labels, greedy")
   else:
-    z = jnp.zeros((n, 0))
-    lines.append("# samples from the language model (temperature 1)")
-  tokens = decoding.decode(model, params, z, sample_key, max_length=max_len,
-                           temperature=0.0 if model.latent_dim else 1.0)
-  lines += [vocab.decode(t) for t in np.asarray(tokens)]
+    if model.latent_dim:
+      z = jax.random.normal(sample_key, (n, model.latent_dim))
+      lines.append("# prior samples, z ~ N(0, I), greedy")
+    else:
+      z = jnp.zeros((n, 0))
+      lines.append("# samples from the language model (temperature 1)")
+    tokens = decoding.decode(model, params, z, sample_key, max_length=max_len,
+                             temperature=0.0 if model.latent_dim else 1.0)
+  lines += [prefix(y) + vocab.decode(t) for t, y in
+            zip(np.asarray(tokens), sample_labels if labels is not None else [0] * n)]
   if model.latent_dim:
     lines.append("# reconstructions of validation sentences (posterior mean, greedy)")
     valid = splits["valid"]
-    batch = pipeline.collate([valid.tokens[i] for i in range(min(n, len(valid)))],
-                             np.ones(min(n, len(valid))), buckets=buckets)
-    mu = decoding.posterior_mean(model, params, batch["tokens_BxT"])
-    recon = decoding.decode(model, params, mu, sample_key, max_length=max_len)
-    for src, out in zip(batch["tokens_BxT"], np.asarray(recon)):
-      lines.append(f"  in: {vocab.decode(src)}")
+    m = min(n, len(valid))
+    valid_labels = None
+    if labels is not None:
+      valid_labels = pipeline.split_labels(valid, labels.feature)[:m]
+    batch = pipeline.collate([valid.tokens[i] for i in range(m)], np.ones(m), buckets=buckets)
+    mu = decoding.posterior_mean(model, params, batch["tokens_BxT"], valid_labels)
+    recon = decoding.decode(model, params, mu, sample_key, max_length=max_len,
+                            labels=valid_labels)
+    for i, (src, out) in enumerate(zip(batch["tokens_BxT"], np.asarray(recon))):
+      y = 0 if valid_labels is None else valid_labels[i]
+      lines.append(f"  in: {prefix(y)}{vocab.decode(src)}")
       lines.append(f" out: {vocab.decode(out)}")
   text = "\n".join(lines) + "\n"
   if jax.process_index() == 0:
@@ -252,9 +286,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   with parallel.process_zero_first("prepare_data"):  # shared TFDS dir and vocab.json
     vocab, splits = prepare_data(config, workdir)
+  labels = prepare_labels(config, splits, workdir)
+  condition = labels.feature if labels is not None else ""
   if jax.process_index() == 0:
     workdir_lib.save_config(config, workdir)
-  model = models.create_model(config.model, len(vocab))
+  model = models.create_model(config.model, len(vocab), len(labels) if labels else 0)
 
   init_key, train_key, eval_key, sample_key = jax.random.split(
       jax.random.key(config.seed), 4)
@@ -277,7 +313,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       splits["train"], global_batch_size=config.train.batch_size, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches,
-      buckets=buckets)
+      condition=condition, buckets=buckets)
   train_iter = iter(train_source)
 
   aggressive = _aggressive_config(config)
@@ -288,7 +324,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         splits["train"], global_batch_size=config.train.batch_size, seed=config.seed + 1,
         process_index=jax.process_index(), process_count=jax.process_count(),
         pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches,
-        buckets=buckets))
+        condition=condition, buckets=buckets))
 
   ckpt = checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)
   best_ckpt = checkpoints.Checkpointer(workdir, 1, subdir="best")
@@ -342,7 +378,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         model, steps.replicate(variables), splits[split_name],
         num_samples=config.train.eval_importance_samples,
         batch_size=config.train.eval_batch_size, key=eval_key,
-        pad_multiple=config.data.pad_multiple, buckets=buckets)
+        pad_multiple=config.data.pad_multiple, condition=condition, buckets=buckets)
 
   def checkpoint_meta(step):
     return {"step": step, "vocab_size": len(vocab), "config": json.loads(config.to_json()),
@@ -469,7 +505,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     writer.write_scalars(final_step, {f"test/{k}": v for k, v in results["test"].items()
                                       if isinstance(v, (int, float))})
     params = steps.local_state(state).variables()
-    write_samples(model, params, vocab, splits, config, sample_key, workdir, buckets=buckets)
+    write_samples(model, params, vocab, splits, config, sample_key, workdir, labels,
+                  buckets=buckets)
     if jax.process_index() == 0:
       with open(os.path.join(workdir, "final_metrics.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)

@@ -169,6 +169,8 @@ def check_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> None:
   now_model = _flatten(json.loads(config.model.to_json()), "model.")
   if saved_model:
     for key in sorted(set(saved_model) | set(now_model)):
+      if key not in saved_model:
+        continue  # a field added after this checkpoint: its default is the old behaviour
       if saved_model.get(key) != now_model.get(key):
         diffs.append(f"config.{key}: the checkpoint has {saved_model.get(key)!r}, "
                      f"this run {now_model.get(key)!r}")

@@ -28,6 +28,7 @@ from absl import logging
 import grain
 import numpy as np
 
+from textvae import conditioning
 from textvae import errors
 from textvae.data import vocab as vocab_lib
 
@@ -157,13 +158,14 @@ def padding_summary(lengths, buckets, *, batch_size: int, seed: int, pool_batche
 
 
 def collate(rows: list[np.ndarray], weights: np.ndarray, pad_multiple: int = 1,
-            buckets=None):
+            labels=None, buckets=None):
   """Pads a batch to its longest row (rounded up to `pad_multiple`), then to the
   next of `buckets` (sorted padded lengths) when given.
 
   Returns `tokens_BxT` (targets: words then <eos>, <pad>=0 after), `inputs_BxT`
   (decoder inputs: <bos> then the targets shifted right) and `weights_B`
-  (1 for real sentences, 0 for rows that only fill a batch).
+  (1 for real sentences, 0 for rows that only fill a batch); with `labels`
+  (a conditional VAE's), also `labels_B`.
   """
   T = _round_up(max(len(r) for r in rows), pad_multiple)
   if buckets:
@@ -174,8 +176,20 @@ def collate(rows: list[np.ndarray], weights: np.ndarray, pad_multiple: int = 1,
   inputs = np.concatenate(
       [np.full((len(rows), 1), vocab_lib.BOS_ID, np.int32), tokens[:, :-1]], axis=1)
   inputs = np.where(tokens == vocab_lib.PAD_ID, vocab_lib.PAD_ID, inputs)
-  return {"tokens_BxT": tokens, "inputs_BxT": inputs,
-          "weights_B": np.asarray(weights, np.float32)}
+  batch = {"tokens_BxT": tokens, "inputs_BxT": inputs,
+           "weights_B": np.asarray(weights, np.float32)}
+  if labels is not None:
+    batch["labels_B"] = np.asarray(labels, np.int32)
+  return batch
+
+
+def split_labels(split: EncodedSplit, condition: str):
+  """The labels of feature `condition` of every sentence ([N] int32), or None
+  when `condition` is '' (an unconditional model)."""
+  if not condition:
+    return None
+  return conditioning.factor_values(split.factors, condition,
+                                    where=f"the {split.name} split")
 
 
 def process_rows(global_rows: np.ndarray, process_index: int, process_count: int):
@@ -226,26 +240,32 @@ class TrainBatchPlan:
 def train_dataset(split: EncodedSplit, *, global_batch_size: int, seed: int,
                   process_index: int = 0, process_count: int = 1,
                   pad_multiple: int = 1, pool_batches: int = 50,
-                  prefetch: int = 4, buckets=None) -> grain.IterDataset:
+                  prefetch: int = 4, condition: str = "",
+                  buckets=None) -> grain.IterDataset:
   """An endless, checkpointable iterator source of this process's training
-  batches, padded to `buckets`."""
+  batches, padded to `buckets`; with `condition` (a label feature) they hold
+  its labels."""
   plan = TrainBatchPlan(split.lengths, global_batch_size, seed, pool_batches)
+  labels = split_labels(split, condition)
 
   def make_batch(global_rows):
     rows = process_rows(global_rows, process_index, process_count)
     return collate([split.tokens[i] for i in rows], np.ones(len(rows)), pad_multiple,
-                   buckets=buckets)
+                   None if labels is None else labels[rows], buckets)
 
   ds = grain.MapDataset.source(plan).map(make_batch)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch))
 
 
 def eval_batches(split: EncodedSplit, *, global_batch_size: int, process_index: int = 0,
-                 process_count: int = 1, pad_multiple: int = 1, buckets=None):
+                 process_count: int = 1, pad_multiple: int = 1, condition: str = "",
+                 buckets=None):
   """Every sentence once, sorted by length, padded to `buckets`; the last batch
-  is filled with weight-0 rows so that every batch has the global size."""
+  is filled with weight-0 rows (label 0) so that every batch has the global
+  size."""
   order = np.argsort(split.lengths, kind="stable")
   filler = np.asarray([vocab_lib.EOS_ID], np.int32)
+  all_labels = split_labels(split, condition)
   for start in range(0, len(order), global_batch_size):
     idx = order[start:start + global_batch_size]
     rows = [split.tokens[i] for i in idx]
@@ -253,4 +273,9 @@ def eval_batches(split: EncodedSplit, *, global_batch_size: int, process_index: 
     weights[len(rows):] = 0.0
     rows += [filler] * (global_batch_size - len(rows))
     mine = process_rows(np.arange(global_batch_size), process_index, process_count)
-    yield collate([rows[i] for i in mine], weights[mine], pad_multiple, buckets=buckets)
+    labels = None
+    if all_labels is not None:
+      labels = np.zeros(global_batch_size, np.int32)
+      labels[:len(idx)] = all_labels[idx]
+      labels = labels[mine]
+    yield collate([rows[i] for i in mine], weights[mine], pad_multiple, labels, buckets)

@@ -1,0 +1,201 @@
+"""Control measurements side by side: a conditional VAE and the latent-direction
+method on an unconditional VAE, judged by the same classifier
+(textvae/control.py), with fluency under a language-model workdir.
+
+  python results/control/measure.py --name=synthetic --conditional=WC \
+      --unconditional=WU --lm=WL [--split=test] [--samples=500] [--sources=1000] \
+      [--direction_scales=1,2] [--commands=commands.txt]
+
+writes results/control/NAME.json (every figure and example), NAME.md (the
+tables) and NAME_outputs.json (every generated sentence). The workdirs are
+trained beforehand; --commands names a text file with the commands that trained
+them, copied into both outputs.
+
+On `synthetic` with the sentiment label, two more figures put the BLEU in
+scale, since a transfer must change the sentiment words and BLEU counts them:
+`content_bleu`, the BLEU of the transfers to their sources with every sentiment
+word (the grammar's adjectives and adverbs) replaced by one placeholder in
+both (100: everything else kept), and the oracle BLEU of the test sentences
+with each sentiment word swapped for a random one of the other sentiment and
+everything else kept (the best BLEU to source a perfect transfer can expect).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+import numpy as np  # pylint: disable=wrong-import-position
+
+from textvae import evaluate  # pylint: disable=wrong-import-position
+from textvae import reconstruction  # pylint: disable=wrong-import-position
+from textvae.data.builders import synthetic  # pylint: disable=wrong-import-position
+
+GOALS = {"synthetic": {"sample_accuracy": 0.95, "transfer_accuracy": 0.90, "transfer_bleu": 50},
+         "yelp_sentiment": {"sample_accuracy": 0.90, "transfer_accuracy": 0.80,
+                            "transfer_bleu": 20}}
+
+
+def _likelihood(workdir, split):
+  path = os.path.join(workdir, "final_metrics.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path, encoding="utf-8") as f:
+    m = json.load(f).get(split, {})
+  return {k: m[k] for k in ("iw_nll", "elbo", "kl", "ppl", "mi", "au") if k in m}
+
+
+SENTIMENT_WORDS = {w: s for s in ("negative", "positive")
+                   for w in synthetic.ADJECTIVES[s] + synthetic.ADVERBS[s]}
+
+
+def _mask(sentence):
+  return " ".join("<sentiment>" if w in SENTIMENT_WORDS else w for w in sentence.split())
+
+
+def synthetic_content(run) -> dict:
+  """Per target label and over all: BLEU to source with sentiment words masked."""
+  out, hyps, refs = {}, [], []
+  for label, o in run["outputs"].items():
+    h, r = [_mask(x) for x in o["transfers"]], [_mask(x) for x in o["sources"]]
+    out[label] = reconstruction.corpus_bleu(h, r)["bleu"] if h else float("nan")
+    hyps += h
+    refs += r
+  out["all"] = reconstruction.corpus_bleu(hyps, refs)["bleu"]
+  return out
+
+
+def oracle_bleu(sentences, seed=0) -> float:
+  """BLEU to source of the sentences with each sentiment word swapped for a
+  random word of the same kind (adjective, adverb) and the other sentiment."""
+  rng = np.random.default_rng(seed)
+  other = {"negative": "positive", "positive": "negative"}
+  adjectives = {w for ws in synthetic.ADJECTIVES.values() for w in ws}
+  swapped = []
+  for sentence in sentences:
+    words = []
+    for w in sentence.split():
+      if w in SENTIMENT_WORDS:
+        kind = synthetic.ADJECTIVES if w in adjectives else synthetic.ADVERBS
+        w = str(rng.choice(kind[other[SENTIMENT_WORDS[w]]]))
+      words.append(w)
+    swapped.append(" ".join(words))
+  return reconstruction.corpus_bleu(swapped, list(sentences))["bleu"]
+
+
+def _fmt(v, pct=False):
+  if v is None or v != v:
+    return "-"
+  return f"{100 * v:.1f}%" if pct else f"{v:.1f}"
+
+
+def markdown(name, runs, commands, split, goals) -> str:
+  first = runs[0][1]
+  lines = [f"# Controlled generation on `{name}` ({split} split)", "",
+           f"Label feature `{first['feature']}` ({', '.join(first['labels'])}); judge: "
+           f"{first['classifier']['name']}, trained on the training split "
+           f"({first['classifier']['num_train']} sentences, {first['classifier']['num_words']} "
+           f"words), held-out accuracy on the {split} split "
+           f"**{100 * first['classifier']['held_out_accuracy']:.1f}%**.",
+           f"Greedy decoding; {first['per_label'][first['labels'][0]]['num_samples']} prior "
+           f"samples per label; transfers of the first {first['num_sources']} {split} sentences "
+           "to every label they do not have. BLEU: sacrebleu corpus BLEU of the transfers "
+           f"against their sources ({first['bleu_signature']}). PPL: per-token perplexity "
+           "(</s> counted) of the generated sentences under the language model "
+           f"`{(first.get('fluency_lm') or {}).get('workdir', '-')}`.", ""]
+  if goals:
+    lines += [f"Goals: prior-sample accuracy >= {100 * goals['sample_accuracy']:.0f}%, transfer "
+              f"accuracy >= {100 * goals['transfer_accuracy']:.0f}% with BLEU >= "
+              f"{goals['transfer_bleu']}.", ""]
+  content = "content_bleu" in first
+  head = ("| method | label | sample acc. | transfer acc. | BLEU to source | "
+          + ("content BLEU | " if content else "") + "sample PPL | transfer PPL |")
+  lines += [head, "|---|---|---|---|---|---|---|" + ("---|" if content else "")]
+  for title, r in runs:
+    rows = list(r["per_label"].items()) + [("all", r["overall"])]
+    for label, row in rows:
+      extra = f"{_fmt(r['content_bleu'][label])} | " if content else ""
+      lines.append(f"| {title} | {label} | {_fmt(row['sample_accuracy'], True)} | "
+                   f"{_fmt(row['transfer_accuracy'], True)} | {_fmt(row['transfer_bleu'])} | "
+                   f"{extra}{_fmt(row.get('sample_ppl'))} | {_fmt(row.get('transfer_ppl'))} |")
+  lines += ["", "'all': sample accuracy is the mean over labels; transfer accuracy, BLEU and "
+            "PPL are over every transfer together."]
+  if content:
+    lines += [f"Content BLEU: BLEU to source with the sentiment words masked in both (100 = "
+              f"everything else kept). Oracle: a perfect transfer (each sentiment word swapped, "
+              f"the rest kept) has BLEU to source **{first['oracle_bleu']:.1f}** on these "
+              f"sources."]
+  lines.append("")
+  lines += ["## Likelihood of the models (test split, from final_metrics.json)", "",
+            "| model | IW-NLL | ELBO | KL | PPL | MI | AU |", "|---|---|---|---|---|---|---|"]
+  for title, r in runs:
+    m = r.get("likelihood", {})
+    lines.append(f"| {title} | " + " | ".join(_fmt(m.get(k)) if k != "au" else str(m.get(k, "-"))
+                                             for k in ("iw_nll", "elbo", "kl", "ppl", "mi", "au"))
+                 + " |")
+  lines += ["", "## Examples (greedy)", ""]
+  for title, r in runs:
+    lines += [f"**{title}**", "", "| source | target | output |", "|---|---|---|"]
+    for ex in r["examples"]:
+      if "transfer" in ex:
+        lines.append(f"| [{ex['source_label']}] {ex['source']} | {ex['target_label']} | "
+                     f"{ex['transfer']} |")
+      else:
+        lines.append(f"| (prior sample) | {ex['sample_label']} | {ex['sample']} |")
+    lines.append("")
+  lines += ["## Commands", "", "```", commands.strip(), "```", ""]
+  return "\n".join(lines)
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--name", required=True)
+  ap.add_argument("--conditional", required=True)
+  ap.add_argument("--unconditional", required=True)
+  ap.add_argument("--lm", default=None)
+  ap.add_argument("--feature", default=None, help="for the unconditional VAE "
+                  "(default: the conditional VAE's)")
+  ap.add_argument("--split", default="test")
+  ap.add_argument("--samples", type=int, default=500)
+  ap.add_argument("--sources", type=int, default=1000)
+  ap.add_argument("--direction_scales", default="1")
+  ap.add_argument("--source_dir", default=None)
+  ap.add_argument("--commands", default=None)
+  args = ap.parse_args()
+  commands = open(args.commands, encoding="utf-8").read() if args.commands else ""
+  commands += "\n" + " ".join(["python", "results/control/measure.py"] + sys.argv[1:])
+  common = dict(split=args.split, seed=0, fluency_lm_workdir=args.lm, keep_outputs=True,
+                num_samples=args.samples, num_sources=args.sources, source_dir=args.source_dir)
+  runs = []
+  cond = evaluate.control_workdir(args.conditional, **common)
+  cond["likelihood"] = _likelihood(args.conditional, "test")
+  runs.append((f"conditional VAE ({cond['feature']})", cond))
+  feature = args.feature or cond["feature"]
+  for scale in [float(s) for s in args.direction_scales.split(",")]:
+    r = evaluate.control_workdir(args.unconditional, label_feature=feature,
+                                 direction_scale=scale, **common)
+    r["likelihood"] = _likelihood(args.unconditional, "test")
+    runs.append((f"latent direction x{scale:g} (unconditional VAE)", r))
+  if args.name == "synthetic" and feature == "sentiment":
+    for _, r in runs:
+      r["content_bleu"] = synthetic_content(r)
+      sources = sorted({s for o in r["outputs"].values() for s in o["sources"]})
+      r["oracle_bleu"] = oracle_bleu(sources)
+  out = os.path.join(HERE, args.name)
+  outputs = {t: r.pop("outputs") for t, r in runs}
+  with open(out + "_outputs.json", "w", encoding="utf-8") as f:
+    json.dump(outputs, f, indent=0)
+  with open(out + ".json", "w", encoding="utf-8") as f:
+    json.dump({"runs": [{"method": t, **r} for t, r in runs], "commands": commands}, f, indent=1)
+  with open(out + ".md", "w", encoding="utf-8") as f:
+    f.write(markdown(args.name, runs, commands, args.split, GOALS.get(args.name)))
+  print(open(out + ".md", encoding="utf-8").read())
+
+
+if __name__ == "__main__":
+  main()

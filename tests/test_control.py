@@ -1,0 +1,164 @@
+"""Controlled generation: the label classifier, the latent direction, the
+generate and evaluate CLIs with labels, and a conditional run killed with -9
+and resumed bitwise (tests/test_reliability.py's machinery)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from test_generate import tiny_workdir
+from test_reliability import (CKPT_EVERY, REPO, cli, cli_env, kill_while_saving, log_text,
+                              read_metrics)
+from textvae import conditioning
+from textvae import control
+from textvae import decoding
+from textvae import errors
+from textvae import generate
+from textvae import restore
+from textvae.data import pipeline
+
+CONDITION = {"model.condition": "sentiment", "model.condition_prior": "learned",
+             "model.label_dim": 4, "train.num_steps": 2 * CKPT_EVERY}
+
+
+def test_bow_classifier_learns_word_presence():
+  rng = np.random.default_rng(0)
+  filler = ["the", "a", "cat", "dog", "ran", "sat"]
+
+  def make(n):
+    y = rng.integers(0, 2, n)
+    s = [" ".join(list(rng.choice(filler, 4)) + [("good" if l else "bad")]) for l in y]
+    return s, y
+
+  train_s, train_y = make(200)
+  test_s, test_y = make(50)
+  clf = control.BowClassifier.fit(train_s, train_y, 2)
+  assert clf.name == control.CLASSIFIER_NAME
+  assert clf.accuracy(test_s, test_y) == 1.0
+  assert list(clf.predict(["good", "bad", "zzz good"])) == [1, 0, 1]  # unknown words ignored
+  # A word seen only once counts; repetition does not (presence, not counts).
+  np.testing.assert_allclose(clf.logits(["good good good"]), clf.logits(["good"]))
+
+
+def test_latent_direction_is_the_difference_of_label_means(tmp_path_factory):
+  trained = restore.load(tiny_workdir(tmp_path_factory))
+  rng = np.random.default_rng(1)
+  rows = [np.append(rng.integers(4, len(trained.vocab), 5), 2).astype(np.int32)
+          for _ in range(12)]
+  split = pipeline.EncodedSplit("t", rows, np.full(12, 6, np.int32), {})
+  y = np.asarray([0, 1, 2] * 4)
+  d = control.latent_direction(trained.model, trained.params, split, y, 3, scale=2.0)
+  mu = np.asarray(decoding.posterior_mean(trained.model, trained.params,
+                                          decoding.pad_batch(rows)))
+  means = np.stack([mu[y == k].mean(0) for k in range(3)])
+  np.testing.assert_allclose(d.label_means, means, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(d.transfer_shift([0, 2], 1),
+                             2.0 * (means[[1, 1]] - means[[0, 2]]), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(d.sample_shift(2), 2.0 * (means[2] - mu.mean(0)), rtol=1e-4,
+                             atol=1e-5)
+  assert list(d.counts) == [4, 4, 4]
+
+
+def test_unconditional_vae_controls_along_its_latent_direction(tmp_path_factory):
+  trained = restore.load(tiny_workdir(tmp_path_factory))
+  lines, _ = generate.run(trained, "sample", num=3, label="positive",
+                          label_feature="sentiment")
+  assert len(lines) == 3
+  lines, _ = generate.run(trained, "transfer", num=4, label="negative",
+                          label_feature="sentiment")
+  assert len(lines) == 4
+  for strategy in ("sample", "top_k", "top_p", "beam"):
+    out, _ = generate.run(trained, "transfer", inputs=["the chef baked a great cake ."],
+                          input_labels="positive", label="negative",
+                          label_feature="sentiment", strategy=strategy, beam_size=2,
+                          top_k=3, top_p=0.9)
+    assert len(out) == 1
+  with pytest.raises(errors.ConfigError, match="name the label feature"):
+    generate.run(trained, "transfer", num=2, label="negative")
+  with pytest.raises(errors.ConfigError, match="unknown label 'neutral' for 'sentiment'"):
+    generate.run(trained, "sample", num=2, label="neutral", label_feature="sentiment")
+  with pytest.raises(errors.ConfigError, match="no label feature 'mood'.*sentiment"):
+    generate.run(trained, "sample", num=2, label="x", label_feature="mood")
+
+
+@pytest.fixture(scope="module")
+def conditional_runs(tmp_path_factory):
+  """A conditional CLI run straight through, and one killed with -9 while
+  writing its last checkpoint (20) and resumed from checkpoint 10: (tmp folder,
+  straight workdir, killed workdir)."""
+  tmp_path = tmp_path_factory.mktemp("conditional")
+  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+
+  def start(workdir, name):
+    log = open(tmp_path / f"{name}.log", "w")  # pylint: disable=consider-using-with
+    return subprocess.Popen(cli(workdir, tmp_path, **CONDITION), cwd=REPO,
+                            env=cli_env(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+
+  proc = start(straight, "straight")
+  assert proc.wait(timeout=400) == 0, log_text(tmp_path, "straight")[-3000:]
+  proc = start(killed, "run1")
+  caught, _ = kill_while_saving(proc, killed, 2 * CKPT_EVERY, inside="state")
+  proc = start(killed, "run2")
+  assert proc.wait(timeout=400) == 0, log_text(tmp_path, "run2")[-3000:]
+  assert f"Resuming from step {caught - CKPT_EVERY}" in log_text(tmp_path, "run2")
+  return tmp_path, straight, killed
+
+
+def test_conditional_kill_9_and_resume_is_bitwise(conditional_runs):
+  _, straight, killed = conditional_runs
+  a, b = restore.load(straight), restore.load(killed)
+  assert a.labels == b.labels == conditioning.Labels("sentiment", ("negative", "positive"))
+  assert a.model.num_labels == 2 and a.step == b.step == CONDITION["train.num_steps"]
+  assert "prior_mu" in a.params["decoder"]
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
+  ma, mb = read_metrics(straight), read_metrics(killed)
+  assert set(ma) == set(mb) and not [k for k in ma if ma[k] != mb[k]]
+  assert ma[(CONDITION["train.num_steps"], "valid/kl")] > 0
+  with open(os.path.join(straight, "samples.txt"), encoding="utf-8") as f:
+    samples = f.read()
+  assert "[negative] " in samples and "[positive] " in samples
+
+
+def _cli(module, *args, tmp_path):
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=cli_env(tmp_path),
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_conditional_generate_and_evaluate_clis(conditional_runs, tmp_path_factory):
+  tmp_path, workdir, _ = conditional_runs
+  out = _cli("textvae.generate", f"--workdir={workdir}", "--mode=sample", "--label=neutral",
+             tmp_path=tmp_path)
+  assert out.returncode == 1
+  assert out.stderr.strip().splitlines()[-1] == (
+      "error: unknown label 'neutral' for 'sentiment'; known labels: negative, positive")
+  out = _cli("textvae.generate", f"--workdir={workdir}", "--mode=transfer",
+             "--label=positive", "--num=3", "--strategy=beam", "--beam_size=2",
+             tmp_path=tmp_path)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert len(out.stdout.splitlines()) == 3
+
+  trained = restore.load(workdir)
+  for mode in ("sample", "reconstruct", "interpolate"):
+    lines, _ = generate.run(trained, mode, num=2, label="positive")
+    assert len(lines) == 2
+  with pytest.raises(errors.ConfigError, match="needs --label, one of: negative, positive"):
+    generate.run(trained, "sample", num=2)
+  with pytest.raises(errors.ConfigError, match="--input_labels"):
+    generate.run(trained, "transfer", inputs=["the chef baked a cake ."], label="positive")
+
+  lm = restore.load(tiny_workdir(tmp_path_factory))  # any workdir scores fluency
+  result = control.control_metrics(trained, num_samples=4, num_sources=10, fluency_lm=lm)
+  assert result["method"] == "conditional" and result["feature"] == "sentiment"
+  assert result["classifier"]["held_out_accuracy"] > 0.9  # sentiment words decide it
+  for name in ("negative", "positive"):
+    row = result["per_label"][name]
+    assert 0 <= row["sample_accuracy"] <= 1 and 0 <= row["transfer_accuracy"] <= 1
+    assert row["num_samples"] == 4 and 0 < row["num_transfers"] < 10
+    assert row["transfer_ppl"] > 1 and row["sample_ppl"] > 1
+  assert sum(r["num_transfers"] for r in result["per_label"].values()) == 10
+  json.dumps(result)  # writable as JSON
