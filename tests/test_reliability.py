@@ -427,10 +427,10 @@ def test_unknown_config_key_is_one_line_with_the_nearest_keys(tmp_path):
       "did you mean: --config.train.num_steps, --config.train.num_samples"]
   assert errors("--config.trian.batch_size")[0].endswith(
       "did you mean: --config.train.batch_size, --config.train.eval_batch_size")
+  from configs import default  # pylint: disable=g-import-not-at-top
   assert errors("--config.model.foo") == [
       "error: unknown config key --config.model.foo (not in configs/default.py); valid "
-      "keys in --config.model: bn_gamma, embed_dim, embed_dropout, hidden_dim, kind, latent_dim, "
-      "word_dropout"]
+      "keys in --config.model: " + ", ".join(sorted(default.get_config().model.keys()))]
   # The CLI: that line on stderr, exit status 2, no traceback, no workdir.
   workdir = tmp_path / "w"
   proc = subprocess.run(cli(workdir, tmp_path, **{"model.latnet_dim": 8}), cwd=REPO,
