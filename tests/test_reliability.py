@@ -438,7 +438,7 @@ def test_unknown_config_key_is_one_line_with_the_nearest_keys(tmp_path):
   assert proc.returncode == 2
   assert proc.stderr.strip() == (
       "error: unknown config key --config.model.latnet_dim (not in configs/default.py); "
-      "did you mean: --config.model.latent_dim")
+      "did you mean: --config.model.latent_dim, --config.model.label_dim")
   assert not workdir.exists()
 
 
