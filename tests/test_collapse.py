@@ -243,9 +243,9 @@ def test_encoder_step_updates_only_the_encoder():
   assert int(new.step) == 0
   jax.tree_util.tree_map(np.testing.assert_array_equal, new.params["decoder"],
                          state.params["decoder"])
-  jax.tree_util.tree_map(np.testing.assert_array_equal, new.opt_state["decoder"],
-                         state.opt_state["decoder"])
-  assert int(new.opt_state["encoder"][0].count) == 1
+  jax.tree_util.tree_map(np.testing.assert_array_equal, new.opt_state.parts["decoder"],
+                         state.opt_state.parts["decoder"])
+  assert int(new.opt_state.parts["encoder"][0].count) == 1
   diff = jax.tree_util.tree_map(lambda a, b: float(np.abs(a - b).max()),
                                 new.params["encoder"], state.params["encoder"])
   assert min(jax.tree_util.tree_leaves(diff)) > 0
@@ -271,8 +271,8 @@ def test_reinit_decoder_gives_fresh_decoder_and_keeps_encoder():
   # Not the original initialisation either: a key of its own.
   assert not np.array_equal(new.params["decoder"]["output_kernel"],
                             state.params["decoder"]["output_kernel"])
-  assert int(new.opt_state["decoder"][0].count) == 0
-  assert int(new.opt_state["encoder"][0].count) == 1
+  assert int(new.opt_state.parts["decoder"][0].count) == 0
+  assert int(new.opt_state.parts["encoder"][0].count) == 1
   assert int(new.step) == 7
   # beta: 0 for the 7 autoencoder steps (state.step 0..6), then the schedule from 0.
   cfg.kl_schedule = ml_collections.ConfigDict(dict(name="linear", max_weight=1.0,
@@ -328,9 +328,9 @@ def test_training_loop_with_every_remedy(tmp_path):
   s5, _, meta5 = ckpt.restore(5, template)
   ckpt.close()
   # Step 4 ends the autoencoder phase; step 5 is the first update of a fresh decoder.
-  assert int(s4.opt_state["decoder"][0].count) == 4
-  assert int(s5.opt_state["decoder"][0].count) == 1
-  assert int(s5.opt_state["encoder"][0].count) > 4  # inner steps update the encoder
+  assert int(s4.opt_state.parts["decoder"][0].count) == 4
+  assert int(s5.opt_state.parts["decoder"][0].count) == 1
+  assert int(s5.opt_state.parts["encoder"][0].count) > 4  # inner steps update the encoder
   fresh = steps.init_variables(model, steps.decoder_reinit_key(
       jax.random.split(jax.random.key(config.seed), 4)[0], 4))["params"]["decoder"]
   d5 = np.asarray(s5.params["decoder"]["output_kernel"])
