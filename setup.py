@@ -21,7 +21,6 @@ setuptools.setup(
         "array_record",
         "absl-py",
         "ml-collections",
-        "clu",
         "tensorboardX",  # TensorBoard event files without TensorFlow (see metric_writers.py)
         "numpy",
         "sacrebleu>=2",  # reconstruction BLEU (textvae/reconstruction.py)
