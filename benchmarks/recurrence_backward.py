@@ -7,13 +7,13 @@ Prints one JSON line: milliseconds per call (median of --repeats) for both.
 """
 
 import json
-import time
 
 from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
+import timing  # benchmarks/timing.py, beside this script
 
 from textvae import cells
 from textvae.cells import gru
@@ -44,17 +44,6 @@ def _written_out(name):
   return lambda xp, state0, mask, K, b: lstm.recurrence(xp, *state0, mask, K, b)[0]
 
 
-def _time(fn, args, repeats):
-  out = fn(*args)
-  jax.block_until_ready(out)
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return 1e3 * float(np.median(times))
-
-
 def main(argv):
   del argv
   T, B, H = FLAGS.time, FLAGS.batch, FLAGS.hidden
@@ -72,7 +61,7 @@ def main(argv):
                      ("autodiff_scan", _scan_autodiff(FLAGS.cell))):
     loss = lambda xp, K, b, rec=rec: jnp.sum(w * rec(xp, state0, mask, K, b))
     fn = jax.jit(jax.grad(loss, (0, 1, 2)))
-    out[f"{label}_ms"] = round(_time(fn, (xp, K, b), FLAGS.repeats), 3)
+    out[f"{label}_ms"] = round(timing.median_ms(fn, (xp, K, b), FLAGS.repeats, warmup=0), 3)
   out["speedup"] = round(out["autodiff_scan_ms"] / out["written_out_ms"], 3)
   print(json.dumps(out))
 

@@ -3,7 +3,7 @@ unconditional VAE whose latent direction is compared with it, and the
 language model that scores fluency (results/control/synthetic.md).
 
   python -m textvae.main --config=configs/control.py:NAME --workdir=W_NAME
-  python results/control/measure.py --name=synthetic --conditional=W_cond \\
+  python tools/measure_control.py --name=synthetic --conditional=W_cond \\
       --unconditional=W_uncond --lm=W_lm
 
 Variants (`--config=configs/control.py:NAME`):

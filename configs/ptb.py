@@ -15,8 +15,8 @@ runs/ptb/NAME/eval_test.json), their copy into results/ptb/NAME/ with the run's
 config.json and a summary of its training log, and the table:
 
   python -m textvae.evaluate --workdir=runs/ptb/NAME --split=test --num_importance_samples=500
-  python results/make_ptb_table.py --collect NAME=runs/ptb/NAME
-  python results/make_ptb_table.py
+  python tools/make_ptb_table.py --collect NAME=runs/ptb/NAME
+  python tools/make_ptb_table.py
 One epoch is 1,314 steps of 32 sentences (929,589 tokens with </s>).
 
 Deviation common to all rows: the papers below train with SGD (lr 1.0, or 0.5

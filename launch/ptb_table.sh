@@ -40,7 +40,7 @@ row_command() {  # the documented command of one row (configs/ptb_lstm.py docstr
   printf '&& { [ -f %q ] || ' "$w/eval_test.json"
   printf '%q ' "$python" -m textvae.evaluate "--workdir=$w" --split=test --num_importance_samples=500
   printf '; } && '
-  printf '%q ' "$python" results/make_ptb_table.py "--table=$table" --collect "$row=$w"
+  printf '%q ' "$python" tools/make_ptb_table.py "--table=$table" --collect "$row=$w"
 }
 
 if [ "${DRY_RUN:-0}" = 1 ]; then
@@ -78,5 +78,5 @@ for row in "${rows[@]}"; do
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-"$python" results/make_ptb_table.py
+"$python" tools/make_ptb_table.py
 exit "$status"

@@ -1,4 +1,4 @@
-"""results/make_ptb_table.py: the table is built only from collected runs, and says
+"""tools/make_ptb_table.py: the table is built only from collected runs, and says
 how each run ended."""
 
 import importlib.util
@@ -13,7 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 @pytest.fixture(name="table")
 def fixture_table(tmp_path, monkeypatch):
   spec = importlib.util.spec_from_file_location(
-      "make_ptb_table", os.path.join(HERE, "..", "results", "make_ptb_table.py"))
+      "make_ptb_table", os.path.join(HERE, "..", "tools", "make_ptb_table.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   monkeypatch.setattr(module, "RUNS", str(tmp_path / "results_ptb"))

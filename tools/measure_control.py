@@ -2,7 +2,7 @@
 method on an unconditional VAE, judged by the same classifier
 (textvae/control.py), with fluency under a language-model workdir.
 
-  python results/control/measure.py --name=synthetic --conditional=WC \
+  python tools/measure_control.py --name=synthetic --conditional=WC \
       --unconditional=WU --lm=WL [--split=test] [--samples=500] [--sources=1000] \
       [--direction_scales=1,2] [--commands=commands.txt]
 
@@ -27,14 +27,13 @@ import json
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+import numpy as np
 
-import numpy as np  # pylint: disable=wrong-import-position
+from textvae import evaluate
+from textvae import reconstruction
+from textvae.data.builders import synthetic
 
-from textvae import evaluate  # pylint: disable=wrong-import-position
-from textvae import reconstruction  # pylint: disable=wrong-import-position
-from textvae.data.builders import synthetic  # pylint: disable=wrong-import-position
+RESULTS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results", "control"))
 
 NOTES = {"synthetic": """## Reading
 
@@ -199,7 +198,7 @@ def main():
   ap.add_argument("--render", action="store_true", help="only rewrite NAME.md from NAME.json")
   ap.add_argument("--outputs", default=None, help="write every generated sentence here")
   args = ap.parse_args()
-  out = os.path.join(HERE, args.name)
+  out = os.path.join(RESULTS, args.name)
   if args.render:
     with open(out + ".json", encoding="utf-8") as f:
       saved = json.load(f)
@@ -209,7 +208,7 @@ def main():
                        GOALS.get(args.name), saved.get("lm_likelihood")))
     return
   commands = open(args.commands, encoding="utf-8").read() if args.commands else ""
-  commands += "\n" + " ".join(["python", "results/control/measure.py"] + sys.argv[1:])
+  commands += "\n" + " ".join(["python", "tools/measure_control.py"] + sys.argv[1:])
   common = dict(split=args.split, seed=0, fluency_lm_workdir=args.lm, keep_outputs=True,
                 num_samples=args.samples, num_sources=args.sources, source_dir=args.source_dir)
   runs = []
