@@ -1,5 +1,5 @@
 """Penn Treebank sentence VAE at the common 256/256/32 configuration, and the
-posterior-collapse remedies as named variants over one training loop (issue 4).
+posterior-collapse remedies as named variants over one training loop.
 
 Every variant: GRU encoder and decoder, 256-d embeddings and hidden states,
 32-d latent (the LM has none), batch 32, Adam 1e-3 (b1 0.9, b2 0.999), global
@@ -70,7 +70,7 @@ Variants (`--config=configs/ptb.py:NAME`):
                al.'s argument), and without a 10-epoch warm-up the run is
                selected where the decoder fits best, not after it overfits.
   svae         The speed benchmark's common config: embeddings 300, hidden 256,
-               latent 16 (issue #7; see benchmarks/).
+               latent 16 (see benchmarks/).
 
 Measured runtime on a 2-core x86_64 CPU (results/ptb.md): `lm` early-stopped
 after 8 epochs in 42 minutes on one core; `bnvae` after 12 epochs in 73 minutes

@@ -8,7 +8,7 @@ vocabulary, prints one JSON object as the last line of output, then writes it to
 W/eval_<split>.json. Works for VAE and LM workdirs alike (for an LM, kl, mi and
 au are 0 and iw_nll is the exact NLL). For a VAE it also scores greedy
 reconstructions from the posterior mean: corpus BLEU (sacrebleu) and token
-accuracy (`bleu`, `token_accuracy`, `exact_match`). Definitions: ARCHITECTURE.md and
+accuracy (`bleu`, `token_accuracy`, `exact_match`). Definitions: docs/design.md and
 textvae/evaluation.py (nats per sentence; PPL per token with </s> counted). A
 conditional VAE's figures are those of log p(x|y), each sentence with its label.
 

@@ -1,4 +1,4 @@
-"""Evaluation by the definitions of ARCHITECTURE.md: IW-NLL, ELBO, KL, MI, AU, PPL.
+"""Evaluation by the definitions of docs/design.md: IW-NLL, ELBO, KL, MI, AU, PPL.
 
 The kernels (`posterior_stats`, `importance_chunk`) are pure and per device;
 together they give, for each sentence of a batch, the importance-weighted

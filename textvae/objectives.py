@@ -1,6 +1,6 @@
 """The ELBO and its pieces, KL-weight schedules: pure functions.
 
-Conventions (ARCHITECTURE.md): reconstruction NLL is summed over real tokens with
+Conventions (docs/design.md): reconstruction NLL is summed over real tokens with
 <eos> counted and padding masked; KL is the analytic Gaussian KL against N(0, I),
 per dimension and per sentence; per-token figures divide sums over sentences by
 the number of real tokens. A conditional VAE with a learned prior p(z|y) takes
