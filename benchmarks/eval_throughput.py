@@ -86,7 +86,7 @@ def main(argv):
                ratio=done["seconds"] / (flops / (rate * 1e9)), source=_FROM.value)
     sys.stdout.write(json.dumps(out) + "\n")
     return
-  params = steps.replicate(trained.params)
+  params = steps.replicate(trained.variables)
   kwargs = dict(num_samples=_K.value, batch_size=_BATCH.value, key=jax.random.key(0),
                 chunk_size=_CHUNK.value, pad_multiple=cfg.data.pad_multiple)
   # Compilation: one pass with K = chunk over every batch shape (tiny compute).

@@ -52,8 +52,8 @@ def test_latent_direction_is_the_difference_of_label_means(tmp_path_factory):
           for _ in range(12)]
   split = pipeline.EncodedSplit("t", rows, np.full(12, 6, np.int32), {})
   y = np.asarray([0, 1, 2] * 4)
-  d = control.latent_direction(trained.model, trained.params, split, y, 3, scale=2.0)
-  mu = np.asarray(decoding.posterior_mean(trained.model, trained.params,
+  d = control.latent_direction(trained.model, trained.variables, split, y, 3, scale=2.0)
+  mu = np.asarray(decoding.posterior_mean(trained.model, trained.variables,
                                           decoding.pad_batch(rows)))
   means = np.stack([mu[y == k].mean(0) for k in range(3)])
   np.testing.assert_allclose(d.label_means, means, rtol=1e-4, atol=1e-5)

@@ -122,7 +122,7 @@ def test_ppl_counts_eos_and_lm_is_exact():
   model = models.RNNLM(vocab_size=7, embed_dim=4, hidden_dim=5)
   params = _params(model, ROWS)
   per = _per_sentence(model, params, ROWS, num_samples=500)
-  out = evaluation.summarise(per, num_samples=500, mi_key=jax.random.key(0))
+  out = evaluation.split_figures(per, num_samples=500, mi_key=jax.random.key(0))
   assert out["num_tokens"] == 9  # 3 + 2 + 4, one </s> per sentence included
   assert out["kl"] == 0 and out["mi"] == 0 and out["au"] == 0
   assert out["num_importance_samples"] == 0

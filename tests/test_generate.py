@@ -84,13 +84,13 @@ def test_reconstruction_metrics_agree_with_a_direct_computation(trained):
   corpus = sources.load_splits(trained.config.data, splits=("valid",))["valid"]
   split = pipeline.encode("valid", corpus.sentences[:60], trained.vocab,
                           trained.config.data.max_length)
-  m = reconstruction.reconstruction_metrics(trained.model, trained.params, split,
+  m = reconstruction.reconstruction_metrics(trained.model, trained.variables, split,
                                             trained.vocab, batch_size=32)
   assert m["num_sentences"] == 60 and m["num_tokens"] == int(split.lengths.sum())
   # Direct: decode each sentence's posterior mean one batch at a time.
   tokens = decoding.pad_batch(split.tokens)
-  mu = decoding.posterior_mean(trained.model, trained.params, tokens)
-  out = np.asarray(decoding.generate(trained.model, trained.params, mu,
+  mu = decoding.posterior_mean(trained.model, trained.variables, tokens)
+  out = np.asarray(decoding.generate(trained.model, trained.variables, mu,
                                      max_length=int(split.lengths.max()) + 10))
   correct = sum(int(np.sum(reconstruction.strip(o)[:len(r)] == r[:len(reconstruction.strip(o))]))
                 for o, r in zip(out, split.tokens))

@@ -153,7 +153,7 @@ def latent_direction(model, params, split, labels_N, num_labels: int, *,
                              "this one is conditional (use its labels directly)")
   if not decoding.latent_dim(model):
     raise errors.ConfigError("the latent-direction method needs a VAE (latent_dim > 0)")
-  mu, _ = decoding.posterior_stats(model, params, split, buckets=buckets)
+  mu, _ = decoding.encode_split(model, params, split, buckets=buckets)
   labels_N = np.asarray(labels_N)
   counts = np.bincount(labels_N, minlength=num_labels)
   missing = [i for i in range(num_labels) if counts[i] == 0]
@@ -249,7 +249,7 @@ def fluency_ppl(lm, sentences: Sequence[str], *, batch_size: int = 64) -> float:
   encoded = pipeline.encode("generated", list(sentences), lm.vocab, lm.config.data.max_length)
   n = jax.device_count()
   batch_size = max(batch_size // n, 1) * n
-  result = evaluation.evaluate_split(lm.model, steps.replicate(lm.params), encoded,
+  result = evaluation.evaluate_split(lm.model, steps.replicate(lm.variables), encoded,
                                      num_samples=1, batch_size=batch_size,
                                      key=jax.random.key(0),
                                      buckets=pipeline.batch_buckets(lm.config.data,
@@ -286,7 +286,7 @@ def control_metrics(trained, *, feature: str | None = None, split: str = "test",
   config = trained.config
   if source_dir is not None:
     config.data.source_dir = source_dir
-  model, params, vocab = trained.model, trained.params, trained.vocab
+  model, variables, vocab = trained.model, trained.variables, trained.vocab
   if not decoding.latent_dim(model):
     raise errors.ConfigError("control metrics need a VAE; this workdir holds a language model")
   max_length = max_length or config.data.max_length
@@ -309,7 +309,7 @@ def control_metrics(trained, *, feature: str | None = None, split: str = "test",
   train = pipeline.encode("train", corpus["train"].sentences, vocab, config.data.max_length)
   buckets = pipeline.batch_buckets(config.data, train.lengths)
   if method == "latent_direction":
-    direction = latent_direction(model, params, train, train_y, K, scale=direction_scale,
+    direction = latent_direction(model, variables, train, train_y, K, scale=direction_scale,
                                  buckets=buckets)
 
   n_src = min(num_sources, len(corpus[split].sentences))
@@ -320,11 +320,11 @@ def control_metrics(trained, *, feature: str | None = None, split: str = "test",
   all_acc, all_hyp, all_ref = [], [], []
   for k, name in enumerate(labels.names):
     k_key = jax.random.fold_in(key, k)
-    samples = sample(model, params, jax.random.fold_in(k_key, 0), num_samples, k,
+    samples = sample(model, variables, jax.random.fold_in(k_key, 0), num_samples, k,
                      max_length=max_length, direction=direction, **generate_kwargs)
     sample_text = [vocab.decode(t) for t in samples]
     others = np.flatnonzero(src_y != k)
-    outs = transfer_rows(model, params, [src.tokens[i] for i in others], src_y[others], k,
+    outs = transfer_rows(model, variables, [src.tokens[i] for i in others], src_y[others], k,
                          jax.random.fold_in(k_key, 1), max_length=max_length,
                          batch_size=batch_size, direction=direction, buckets=buckets,
                          **generate_kwargs)
@@ -397,7 +397,7 @@ def direction_for(trained, feature: str | None, *, scale: float = 1.0):
   values = conditioning.factor_values(corpus.factors, labels.feature, labels, "the train split")
   train = pipeline.encode("train", corpus.sentences, trained.vocab,
                           trained.config.data.max_length)
-  return labels, latent_direction(trained.model, trained.params, train, values, len(labels),
+  return labels, latent_direction(trained.model, trained.variables, train, values, len(labels),
                                   scale=scale,
                                   buckets=pipeline.batch_buckets(trained.config.data,
                                                                  train.lengths))

@@ -327,8 +327,8 @@ def pad_batch(rows: Sequence[np.ndarray], buckets=None) -> np.ndarray:
   return pipeline.collate(list(rows), np.ones(len(rows)), buckets=buckets)["tokens_BxT"]
 
 
-def posterior_stats(model, params, split, *, batch_size: int = 256, labels=None,
-                    buckets=None):
+def encode_split(model, params, split, *, batch_size: int = 256, labels=None,
+                 buckets=None):
   """(mu, logvar) as numpy [N, Z] for every sentence of an `EncodedSplit` (in
   its order); a conditional VAE's from q(z|x, y) with `labels` [N]. Batches
   are taken in length order and padded to their longest row (then to the next

@@ -103,7 +103,7 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
   condition = trained.labels.feature if trained.labels is not None else ""
   batch_size = max(batch_size // jax.device_count(), 1) * jax.device_count()
   result = evaluation.evaluate_split(
-      trained.model, steps.replicate(trained.params), encoded, num_samples=num_samples,
+      trained.model, steps.replicate(trained.variables), encoded, num_samples=num_samples,
       batch_size=batch_size, key=jax.random.key(seed), chunk_size=chunk_size,
       pad_multiple=config.data.pad_multiple, condition=condition, buckets=buckets)
   out = {k: result[k] for k in KEYS}
@@ -113,7 +113,7 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
   if reconstruction and config.model.kind == "vae":
     start = time.time()
     recon = reconstruction_lib.reconstruction_metrics(
-        trained.model, trained.params, encoded, trained.vocab,
+        trained.model, trained.variables, encoded, trained.vocab,
         max_length=config.data.max_length, labels=pipeline.split_labels(encoded, condition),
         buckets=buckets)
     out.update(bleu=recon["bleu"], token_accuracy=recon["token_accuracy"],

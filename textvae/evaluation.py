@@ -218,7 +218,7 @@ def active_units(mu_NxZ, threshold: float = 0.01) -> tuple[int, np.ndarray]:
   return int((var > threshold).sum()), var
 
 
-def summarise(per_sentence, *, num_samples: int, mi_key) -> dict:
+def split_figures(per_sentence, *, num_samples: int, mi_key) -> dict:
   """Split-level figures from per-sentence arrays (see module docstring)."""
   n = len(per_sentence["log_px_B"])
   tokens = float(np.sum(per_sentence["num_tokens_B"], dtype=np.float64))
@@ -256,6 +256,6 @@ def evaluate_split(model, params_repl, split: pipeline.EncodedSplit, *, num_samp
                          batch_size=batch_size, key=sample_key, chunk_size=chunk_size,
                          pad_multiple=pad_multiple, devices=devices, condition=condition,
                          buckets=buckets)
-  out = summarise(per_sentence, num_samples=num_samples, mi_key=mi_key)
+  out = split_figures(per_sentence, num_samples=num_samples, mi_key=mi_key)
   out["seconds"] = time.time() - start
   return out

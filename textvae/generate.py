@@ -121,7 +121,7 @@ def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
         label=None, input_labels=None, label_feature=None, direction_scale: float = 1.0,
         **generate_kwargs) -> tuple[list[str], list[str]]:
   """(output lines, warnings) of one `mode`; the CLI prints them."""
-  model, params, vocab = trained.model, trained.params, trained.vocab
+  model, variables, vocab = trained.model, trained.variables, trained.vocab
   max_length = max_length or trained.config.data.max_length
   key = jax.random.key(seed)
   warnings = []
@@ -133,7 +133,7 @@ def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
   if mode == "sample":
     if inputs:
       warnings.append("--inputs is ignored in --mode=sample")
-    _, tokens = decoding.prior_sample(model, params, key, num, max_length=max_length,
+    _, tokens = decoding.prior_sample(model, variables, key, num, max_length=max_length,
                                       **generate_kwargs)
     return [vocab.decode(t) for t in np.asarray(tokens)], warnings
   if not decoding.latent_dim(model):
@@ -149,10 +149,10 @@ def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
   tokens, input_warnings = encode_inputs(vocab, inputs, trained.config.data.max_length)
   warnings += input_warnings
   if mode == "reconstruct":
-    _, out = decoding.reconstruct(model, params, tokens, key, max_length=max_length,
+    _, out = decoding.reconstruct(model, variables, tokens, key, max_length=max_length,
                                   use_mean=posterior == "mean", **generate_kwargs)
   else:
-    _, out = decoding.interpolate(model, params, tokens, key, num_steps=num,
+    _, out = decoding.interpolate(model, variables, tokens, key, num_steps=num,
                                   max_length=max_length, **generate_kwargs)
   return [vocab.decode(t) for t in np.asarray(out)], warnings
 
@@ -162,7 +162,7 @@ def run_labelled(trained, mode: str, *, num: int, inputs, key, max_length: int,
                  direction_scale: float, **generate_kwargs) -> tuple[list[str], list[str]]:
   """`run` with labels: every mode of a conditional VAE, and sample/transfer
   of a label along an unconditional VAE's latent direction."""
-  model, params, vocab = trained.model, trained.params, trained.vocab
+  model, variables, vocab = trained.model, trained.variables, trained.vocab
   warnings = []
   if not decoding.latent_dim(model):
     raise errors.ConfigError(f"--label needs a VAE; {trained.workdir} holds a language model")
@@ -184,7 +184,7 @@ def run_labelled(trained, mode: str, *, num: int, inputs, key, max_length: int,
   if mode == "sample":
     if inputs:
       warnings.append("--inputs is ignored in --mode=sample")
-    tokens = control.sample(model, params, key, num, target, max_length=max_length,
+    tokens = control.sample(model, variables, key, num, target, max_length=max_length,
                             direction=direction, **generate_kwargs)
     return [vocab.decode(t) for t in tokens], warnings
   if inputs is None:
@@ -213,14 +213,14 @@ def run_labelled(trained, mode: str, *, num: int, inputs, key, max_length: int,
   tokens, input_warnings = encode_inputs(vocab, inputs, trained.config.data.max_length)
   warnings += input_warnings
   if mode == "transfer":
-    out = control.transfer(model, params, tokens, sources, target, key, max_length=max_length,
+    out = control.transfer(model, variables, tokens, sources, target, key, max_length=max_length,
                            direction=direction, **generate_kwargs)
   elif mode == "reconstruct":
-    _, out = decoding.reconstruct(model, params, tokens, key, max_length=max_length,
+    _, out = decoding.reconstruct(model, variables, tokens, key, max_length=max_length,
                                   use_mean=posterior == "mean", labels=sources,
                                   target_labels=target, **generate_kwargs)
   else:
-    _, out = decoding.interpolate(model, params, tokens, key, num_steps=num,
+    _, out = decoding.interpolate(model, variables, tokens, key, num_steps=num,
                                   max_length=max_length, labels=sources,
                                   target_label=target, **generate_kwargs)
   return [vocab.decode(t) for t in np.asarray(out)], warnings

@@ -560,12 +560,17 @@ def create_model(model_config, vocab_size: int, num_labels: int = 0) -> nn.Modul
   raise ValueError(f"config.model.kind={model_config.kind!r}: expected 'vae' or 'lm'")
 
 
+def variables(params, batch_stats=None) -> dict:
+  """The variables for `model.apply`: {'params': params}, with the
+  'batch_stats' collection (a BN-VAE's) when there is one."""
+  if batch_stats:
+    return {"params": params, "batch_stats": batch_stats}
+  return {"params": params}
+
+
 def as_variables(params_or_variables) -> dict:
-  """The variables for `model.apply`: a parameter tree becomes {'params': it};
-  a dict that already holds a 'params' collection (a BN-VAE's params together
-  with its 'batch_stats') is passed through."""
-  if isinstance(params_or_variables, dict) and "params" in params_or_variables:
-    return params_or_variables
+  """The variables for `model.apply` from either a parameter tree or variables
+  that already hold a 'params' collection (passed through)."""
   if hasattr(params_or_variables, "keys") and "params" in params_or_variables.keys():
     return params_or_variables
-  return {"params": params_or_variables}
+  return variables(params_or_variables)

@@ -139,7 +139,7 @@ def probe_workdir(workdir: str, *, train_split: str = "train", test_split: str =
     raise errors.WorkdirError(f"corpus {trained.config.data.name!r} has no generating "
                               "factors to probe (only 'synthetic' has)")
   condition = trained.labels.feature if trained.labels is not None else ""
-  stats = {s: decoding.posterior_stats(trained.model, trained.params, splits[s],
+  stats = {s: decoding.encode_split(trained.model, trained.variables, splits[s],
                                        batch_size=batch_size, buckets=buckets,
                                        labels=pipeline.split_labels(splits[s], condition))
            for s in (train_split, test_split)}

@@ -1,5 +1,5 @@
 """Loading a trained workdir for the CLIs and notebooks: config, vocabulary,
-model and parameters of its best checkpoint (the model selected on validation
+model and variables of its best checkpoint (the model selected on validation
 data, `workdir/best`), its latest, or a given step."""
 
 from __future__ import annotations
@@ -26,11 +26,16 @@ class Trained:
   config: ml_collections.ConfigDict
   vocab: vocab_lib.Vocabulary
   model: nn.Module
-  params: dict
+  variables: dict  # for model.apply: {'params': ...} (+ 'batch_stats' for a BN-VAE)
   step: int
   workdir: str
   checkpoint: str = "latest"  # 'best' when restored from workdir/best
   labels: conditioning.Labels | None = None  # a conditional VAE's (labels.json)
+
+  @property
+  def params(self) -> dict:
+    """The parameter tree alone (variables['params'])."""
+    return self.variables["params"]
 
 
 CHOICES = ("auto", "best", "latest")
@@ -90,12 +95,8 @@ def load(workdir: str, step: int | None = None, checkpoint: str = "auto") -> Tra
       raise errors.MissingFileError(f"{os.path.join(workdir, 'checkpoints')} holds no "
                                     "complete checkpoint")
   step, restored = found
-  # `params`: the parameter tree; for a BN-VAE the variables {"params", "batch_stats"}
-  # (evaluation and decoding accept either, see models.as_variables).
-  params = restored["params"]
-  if restored.get("batch_stats"):
-    params = {"params": params, "batch_stats": restored["batch_stats"]}
-  return Trained(config, vocab, model, params, int(step), workdir,
+  variables = models.variables(restored["params"], restored.get("batch_stats"))
+  return Trained(config, vocab, model, variables, int(step), workdir,
                  "best" if use_best else "latest", labels)
 
 
