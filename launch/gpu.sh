@@ -9,12 +9,9 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${TEXTVAE_VENV:-$repo/.venv-gpu}"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q -e "$repo"
-  jax_version="$("$venv/bin/python" -c 'import jax; print(jax.__version__)')"
-  "$venv/bin/pip" install -q "jax[${JAX_CUDA_EXTRA:-cuda12}]==$jax_version"
-fi
+# shellcheck source=/dev/null
+source "$repo/launch/venv.sh"
+textvae_venv "$repo" "$venv" "${JAX_CUDA_EXTRA:-cuda12}"
 cd "$repo"
 # Fail early (not after building the data) when JAX cannot see a GPU.
 "$venv/bin/python" -c '

@@ -7,9 +7,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${TEXTVAE_VENV:-$repo/.venv}"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q -e "$repo"
-fi
+# shellcheck source=/dev/null
+source "$repo/launch/venv.sh"
+textvae_venv "$repo" "$venv"
 cd "$repo"
 exec "$venv/bin/python" -m textvae.main "$@"

@@ -20,12 +20,9 @@ if [ -z "${SLURM_JOB_ID:-}" ]; then
   echo "launch/slurm.sh: not inside a SLURM job; submit it with sbatch (see the header)" >&2
   exit 2
 fi
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q -e "$repo"
-  jax_version="$("$venv/bin/python" -c 'import jax; print(jax.__version__)')"
-  "$venv/bin/pip" install -q "jax[${JAX_CUDA_EXTRA:-cuda12}]==$jax_version"
-fi
+# shellcheck source=/dev/null
+source "$repo/launch/venv.sh"
+textvae_venv "$repo" "$venv" "${JAX_CUDA_EXTRA:-cuda12}"
 cd "$repo"
 export TEXTVAE_DISTRIBUTED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE="${XLA_PYTHON_CLIENT_PREALLOCATE:-false}"

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from configs import default
+from tests.helpers import REPO
 from textvae import evaluation
 from textvae import steps
 from textvae import train
 from textvae.data import pipeline
 from textvae.data import vocab as vocab_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PTB_TRAIN = os.path.join(REPO, "..", "shared", "data", "ptb", "ptb.train.txt")
 
 

@@ -11,19 +11,11 @@ import pytest
 from configs import default
 from configs import ptb
 from configs import ptb_lstm
+from tests.helpers import REPO
+from tests.helpers import override
 from textvae import config_checks
 from textvae import errors
 from textvae import train
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _set(config, key, value):
-  *sections, name = key.split(".")
-  node = config
-  for section in sections:
-    node = node[section]
-  node[name] = value
 
 
 def test_every_shipped_config_passes():
@@ -71,7 +63,7 @@ BAD = [
 @pytest.mark.parametrize("key,value,allowed", BAD, ids=[f"{k}={v}" for k, v, _ in BAD])
 def test_bad_setting_is_one_line_naming_field_and_range(key, value, allowed):
   config = default.get_config()
-  _set(config, key, value)
+  override(config, {key: value})
   with pytest.raises(errors.ConfigError) as e:
     config_checks.check_config(config)
   message = str(e.value)
@@ -101,7 +93,7 @@ def test_fields_a_config_lacks_are_skipped():
 def test_training_refuses_before_writing_anything(tmp_path, key, value):
   config = default.get_config()
   config.data.tfds_data_dir = str(tmp_path / "tfds")
-  _set(config, key, value)
+  override(config, {key: value})
   workdir = tmp_path / "run"
   with pytest.raises(errors.ConfigError, match=f"config.{key}="):
     train.train_and_evaluate(config, str(workdir))

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from test_generate import tiny_workdir
+from tests.helpers import tiny_workdir
 from test_reliability import (CKPT_EVERY, REPO, cli, cli_env, kill_while_saving, log_text,
                               read_metrics)
 from textvae import conditioning

@@ -156,7 +156,7 @@ def test_same_seed_same_numbers_any_device_count():
 
 
 def test_evaluate_workdir_vae_and_lm(tmp_path):
-  from test_train import tiny_config  # pylint: disable=g-import-not-at-top
+  from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
   from textvae import evaluate  # pylint: disable=g-import-not-at-top
   from textvae import train  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top

@@ -7,27 +7,13 @@ import sys
 import numpy as np
 import pytest
 
-from test_train import tiny_config
+from tests.helpers import REPO
+from tests.helpers import tiny_workdir
 from textvae import decoding
 from textvae import generate
 from textvae import reconstruction
 from textvae import restore
-from textvae import train
 from textvae.data import pipeline
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_workdir(tmp_path_factory):
-  """A 60-step synthetic VAE, trained once per session (test_notebook.py and
-  test_probe.py ask for the same path and reuse it)."""
-  root = tmp_path_factory.getbasetemp() / "tiny_generation_workdir"
-  workdir = str(root / "run")
-  if not os.path.exists(os.path.join(workdir, "final_metrics.json")):
-    config = tiny_config(root, num_steps=60, eval_importance_samples=2, log_every_steps=20,
-                         checkpoint_every_steps=60, num_samples=2)
-    train.train_and_evaluate(config, workdir)
-  return workdir
 
 
 @pytest.fixture(scope="module")

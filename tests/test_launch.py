@@ -25,7 +25,7 @@ def test_launch_scripts_exist_and_are_executable():
 @pytest.mark.skipif(shutil.which("shellcheck") is None,
                     reason="shellcheck not installed (apt-get install -y shellcheck; .ci/run does)")
 def test_launch_scripts_pass_shellcheck():
-  paths = [os.path.join(LAUNCH, name) for name in SCRIPTS]
+  paths = [os.path.join(LAUNCH, name) for name in SCRIPTS + ("venv.sh",)]
   result = subprocess.run(["shellcheck", "--shell=bash", *paths], capture_output=True,
                           text=True, check=False)
   assert result.returncode == 0, result.stdout + result.stderr

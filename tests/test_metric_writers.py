@@ -4,26 +4,11 @@ metrics.jsonl, progress reports; and no import-time patching of other modules.""
 import glob
 import json
 import os
-import struct
 import subprocess
 import sys
 
-from tensorboardX.proto import event_pb2
-
 from textvae import metric_writers
 from textvae import periodic_actions
-
-
-def _events(path):
-  """The Event protos of a TFRecord event file (length, crc, data, crc)."""
-  with open(path, "rb") as f:
-    data = f.read()
-  events, pos = [], 0
-  while pos < len(data):
-    (length,) = struct.unpack("<Q", data[pos:pos + 8])
-    events.append(event_pb2.Event.FromString(data[pos + 12:pos + 12 + length]))
-    pos += 12 + length + 4
-  return events
 
 
 def test_event_file_and_jsonl(tmp_path):
@@ -34,13 +19,15 @@ def test_event_file_and_jsonl(tmp_path):
   writer.close()
   scalars, tags = {}, set()
   for path in glob.glob(os.path.join(tmp_path, "events.out.tfevents.*")):
-    for event in _events(path):
+    for event in metric_writers.read_events(path):
       for value in event.summary.value:
         tags.add(value.tag)
         if value.HasField("simple_value"):
           scalars[(event.step, value.tag)] = value.simple_value
   assert "_hparams_/experiment" in tags  # in the same, uncorrupted file
   assert scalars[(3, "train/elbo")] == -12.5 and scalars[(3, "train/kl")] == 1.25
+  assert metric_writers.read_event_scalars(str(tmp_path)) == [
+      (3, "train/elbo", -12.5), (3, "train/kl", 1.25)]
   rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl", encoding="utf-8")]
   assert rows == [{"step": 3, "train/elbo": -12.5, "train/kl": 1.25}]
 

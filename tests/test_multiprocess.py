@@ -25,12 +25,13 @@ import numpy as np
 import pytest
 
 from configs import default
+from tests.helpers import REPO
+from tests.helpers import override
 from textvae import checkpoints
 from textvae import models
 from textvae import steps
 from textvae import train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 6
 TOL = 1e-5
 # A tiny config: one padded length (max_length = pad_multiple) so that every run
@@ -48,13 +49,7 @@ OVERRIDES = {
 def _config(tfds_dir):
   config = default.get_config()
   config.data.tfds_data_dir = tfds_dir
-  for key, value in OVERRIDES.items():
-    *path, leaf = key.split(".")
-    node = config
-    for name in path:
-      node = node[name]
-    node[leaf] = value
-  return config
+  return override(config, OVERRIDES)
 
 
 def _flags(tfds_dir, workdir):

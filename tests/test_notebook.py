@@ -6,7 +6,7 @@ import os
 import nbclient
 import nbformat
 
-from test_generate import REPO, tiny_workdir
+from tests.helpers import REPO, tiny_workdir
 
 
 def test_analysis_notebook_runs_and_draws_its_figures(tmp_path_factory, tmp_path):

@@ -33,7 +33,7 @@ def test_chance_accuracy():
 
 
 def test_probe_workdir(tmp_path_factory):
-  from test_generate import tiny_workdir  # the session's tiny synthetic workdir
+  from tests.helpers import tiny_workdir  # pylint: disable=g-import-not-at-top
   out = probe.probe_workdir(tiny_workdir(tmp_path_factory), train_split="valid",
                             test_split="test", num_steps=200)
   assert out["num_train"] == 1000 and out["num_test"] == 1000

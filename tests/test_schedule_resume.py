@@ -8,7 +8,7 @@ import numpy as np
 
 from textvae import optim
 from textvae import train
-from tests.test_train import final_params, read_metrics, tiny_config
+from tests.helpers import final_params, read_metrics, tiny_config
 
 
 def _config(tmp_path, num_steps):

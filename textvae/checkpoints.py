@@ -29,6 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from textvae import errors
+from textvae import models
 from textvae import parallel
 
 
@@ -153,9 +154,7 @@ class Checkpointer:
     """Only the model's variables ({'params'[, 'batch_stats']}) of a checkpoint's
     state, whatever its optimizer state looks like: what evaluation and
     generation need, and robust to optimizer changes between versions."""
-    target = {"params": params_like}
-    if batch_stats_like:
-      target["batch_stats"] = batch_stats_like
+    target = models.variables(params_like, batch_stats_like)
     out = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.PyTreeRestore(
             _restore_target(target),

@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from textvae import errors
+from textvae import fileio
 
 PRIORS = ("standard", "learned")
 
@@ -62,9 +63,7 @@ class Labels:
 
   def save(self, workdir: str) -> None:
     path = labels_path(workdir)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-      json.dump(self.to_json(), f, indent=2, ensure_ascii=False)
-    os.replace(path + ".tmp", path)
+    fileio.write_json(path, self.to_json(), indent=2, ensure_ascii=False)
 
   @classmethod
   def load(cls, workdir: str) -> "Labels":

@@ -44,20 +44,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from textvae import errors
+from textvae import models
 from textvae.data import pipeline
 from textvae.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
 STRATEGIES = ("greedy", "sample", "top_k", "top_p", "beam")
 _NEG_INF = -1e30
-
-
-def _variables(params) -> dict:
-  """`model.apply` variables: a parameter tree becomes {'params': tree}; a
-  dict already holding a 'params' collection (with e.g. BN-VAE 'batch_stats')
-  is passed through (the same rule as `models.as_variables`)."""
-  if hasattr(params, "keys") and "params" in params.keys():
-    return params
-  return {"params": params}
 
 
 def _mask_specials(logits):
@@ -99,7 +91,7 @@ _SAMPLING = ("greedy", "sample", "top_k", "top_p")  # one compiled loop serves a
 @functools.partial(jax.jit, static_argnames=("model", "max_length"))
 def _sample_loop(model, params, z_BxZ, key, row_ids_B, strategy_id, temperature, top_k,
                  top_p, *, max_length: int):
-  variables = _variables(params)
+  variables = models.as_variables(params)
   B = z_BxZ.shape[0]
   h0 = model.apply(variables, z_BxZ, method="decode_init")
   row_keys = _row_keys(key, row_ids_B)
@@ -137,7 +129,7 @@ def _sample_loop(model, params, z_BxZ, key, row_ids_B, strategy_id, temperature,
 def _beam_search(model, params, z_BxZ, length_penalty, *, max_length: int, beam_size: int):
   """Returns (tokens [B, K, L], normalised scores [B, K], log probs [B, K]),
   hypotheses sorted best first."""
-  variables = _variables(params)
+  variables = models.as_variables(params)
   B, K, L = z_BxZ.shape[0], beam_size, max_length
   z_NxZ = jnp.repeat(z_BxZ, K, axis=0)  # N = B * K, row b*K + k
   h0 = model.apply(variables, z_NxZ, method="decode_init")  # the cell's state pytree
@@ -214,7 +206,7 @@ def _labels(model, labels, rows: int, what: str):
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _decoder_code(model, params, z_BxZ, labels_B):
-  return model.apply(_variables(params), z_BxZ, labels_B, method="decoder_code")
+  return model.apply(models.as_variables(params), z_BxZ, labels_B, method="decoder_code")
 
 
 def decoder_code(model, params, z_BxZ, labels=None):
@@ -287,8 +279,8 @@ def decode(model, params, z_BxZ, key, *, max_length: int, temperature: float = 0
 @functools.partial(jax.jit, static_argnames=("model",))
 def _posterior(model, params, tokens_BxT, labels_B):
   if labels_B is None:
-    return model.apply(_variables(params), tokens_BxT, method="encode")
-  return model.apply(_variables(params), tokens_BxT, labels_B=labels_B, method="encode")
+    return model.apply(models.as_variables(params), tokens_BxT, method="encode")
+  return model.apply(models.as_variables(params), tokens_BxT, labels_B=labels_B, method="encode")
 
 
 def posterior(model, params, tokens_BxT, labels=None):
@@ -304,7 +296,7 @@ def posterior_mean(model, params, tokens_BxT, labels=None):
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _prior(model, params, labels_B):
-  return model.apply(_variables(params), labels_B, method="prior")
+  return model.apply(models.as_variables(params), labels_B, method="prior")
 
 
 def prior_params(model, params, labels, num: int):
@@ -327,6 +319,22 @@ def pad_batch(rows: Sequence[np.ndarray], buckets=None) -> np.ndarray:
   return pipeline.collate(list(rows), np.ones(len(rows)), buckets=buckets)["tokens_BxT"]
 
 
+def length_sorted_batches(split, batch_size: int, labels=None):
+  """Yields (indices, rows, batch labels) over an `EncodedSplit` in length
+  order, `batch_size` sentences at a time; the last batch is filled with
+  1-token rows (label 0) so that shapes repeat. `labels`: [N] or None."""
+  order = np.argsort(split.lengths, kind="stable")
+  for start in range(0, len(split), batch_size):
+    idx = order[start:start + batch_size]
+    rows = [split.tokens[i] for i in idx]
+    rows += [np.asarray([EOS_ID], np.int32)] * (batch_size - len(rows))
+    batch_labels = None
+    if labels is not None:
+      batch_labels = np.zeros(batch_size, np.int32)
+      batch_labels[:len(idx)] = np.asarray(labels)[idx]
+    yield idx, rows, batch_labels
+
+
 def encode_split(model, params, split, *, batch_size: int = 256, labels=None,
                  buckets=None):
   """(mu, logvar) as numpy [N, Z] for every sentence of an `EncodedSplit` (in
@@ -337,15 +345,7 @@ def encode_split(model, params, split, *, batch_size: int = 256, labels=None,
   Z = latent_dim(model)
   mu = np.zeros((n, Z), np.float32)
   logvar = np.zeros((n, Z), np.float32)
-  order = np.argsort(split.lengths, kind="stable")
-  for start in range(0, n, batch_size):
-    idx = order[start:start + batch_size]
-    rows = [split.tokens[i] for i in idx]
-    rows += [np.asarray([EOS_ID], np.int32)] * (batch_size - len(rows))
-    batch_labels = None
-    if labels is not None:
-      batch_labels = np.zeros(batch_size, np.int32)
-      batch_labels[:len(idx)] = np.asarray(labels)[idx]
+  for idx, rows, batch_labels in length_sorted_batches(split, batch_size, labels):
     m, lv = posterior(model, params, pad_batch(rows, buckets), batch_labels)
     mu[idx] = np.asarray(m)[:len(idx)]
     logvar[idx] = np.asarray(lv)[:len(idx)]

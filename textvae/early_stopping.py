@@ -18,9 +18,9 @@ takes the same decisions as an uninterrupted one. A run started without it
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
+
+from textvae import fileio
 
 # Metrics that can be monitored, and whether lower is better.
 LOWER_IS_BETTER = {"iw_nll": True, "ppl": True, "recon": True, "elbo": False}
@@ -84,17 +84,10 @@ class Tracker:
   def replay(self, metrics_path: str, up_to_step: int) -> None:
     """Rebuilds the state from the validation lines of a metrics.jsonl (steps up to
     `up_to_step`), for a workdir whose checkpoints predate the tracker."""
-    if not os.path.exists(metrics_path):
-      return
     key = f"valid/{self.metric}"
     rows = {}
-    with open(metrics_path, encoding="utf-8") as f:
-      for line in f:
-        try:
-          row = json.loads(line)
-        except json.JSONDecodeError:
-          continue
-        if key in row and row["step"] <= up_to_step:
-          rows[row["step"]] = row[key]  # a re-run step's line replaces the older one
+    for row in fileio.read_jsonl(metrics_path):
+      if key in row and row["step"] <= up_to_step:
+        rows[row["step"]] = row[key]  # a re-run step's line replaces the older one
     for step in sorted(rows):
       self.update(step, {self.metric: rows[step]})

@@ -24,7 +24,6 @@ the PPL of the generated sentences under it. A conditional VAE controls its own
 label; an unconditional one --label_feature along its latent direction.
 """
 
-import contextlib
 import json
 import os
 import sys
@@ -39,6 +38,7 @@ from textvae import config_checks
 from textvae import control as control_lib
 from textvae import errors
 from textvae import evaluation
+from textvae import fileio
 from textvae import reconstruction as reconstruction_lib
 from textvae import restore
 from textvae import steps
@@ -131,12 +131,8 @@ def write_result(workdir, name, out) -> None:
     return
   path = os.path.join(workdir, f"{name}.json")
   try:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-      json.dump(out, f, indent=2)
-    os.replace(path + ".tmp", path)
+    fileio.write_json(path, out, indent=2)
   except OSError as e:
-    with contextlib.suppress(OSError):
-      os.remove(path + ".tmp")
     raise errors.WorkdirError(f"could not write {path} ({e.strerror or e}); the result "
                               "was computed but not saved") from None
   logging.info("Wrote %s", path)

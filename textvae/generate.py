@@ -116,6 +116,17 @@ def validation_sentences(trained, num: int, source_dir=None) -> list[str]:
   return sources.load_splits(data_config, splits=("valid",))["valid"].sentences[:num]
 
 
+def _mode_inputs(trained, mode: str, num: int, inputs):
+  """`encode_inputs` of the sentences a reconstruct/interpolate/transfer mode
+  starts from, after interpolation's own checks (2 sentences, --num >= 2)."""
+  if mode == "interpolate" and len(inputs) != 2:
+    raise errors.ConfigError(f"--mode=interpolate takes exactly 2 sentences in --inputs, "
+                             f"got {len(inputs)}")
+  if mode == "interpolate":
+    config_checks.check("--num", num, config_checks.integer(2))  # both endpoints
+  return encode_inputs(trained.vocab, inputs, trained.config.data.max_length)
+
+
 def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
         max_length: int | None = None, posterior: str = "mean", source_dir=None,
         label=None, input_labels=None, label_feature=None, direction_scale: float = 1.0,
@@ -141,12 +152,7 @@ def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
                              "language model (latent_dim 0): use --mode=sample")
   if inputs is None:
     inputs = validation_sentences(trained, num if mode == "reconstruct" else 2, source_dir)
-  if mode == "interpolate" and len(inputs) != 2:
-    raise errors.ConfigError(f"--mode=interpolate takes exactly 2 sentences in --inputs, "
-                             f"got {len(inputs)}")
-  if mode == "interpolate":
-    config_checks.check("--num", num, config_checks.integer(2))  # both endpoints
-  tokens, input_warnings = encode_inputs(vocab, inputs, trained.config.data.max_length)
+  tokens, input_warnings = _mode_inputs(trained, mode, num, inputs)
   warnings += input_warnings
   if mode == "reconstruct":
     _, out = decoding.reconstruct(model, variables, tokens, key, max_length=max_length,
@@ -205,12 +211,7 @@ def run_labelled(trained, mode: str, *, num: int, inputs, key, max_length: int,
       raise errors.ConfigError(f"--input_labels has {len(given)} labels for {len(inputs)} "
                                "inputs: give one for all, or one per input")
     sources = np.broadcast_to(labels.indices(given), (len(inputs),))
-  if mode == "interpolate" and len(inputs) != 2:
-    raise errors.ConfigError(f"--mode=interpolate takes exactly 2 sentences in --inputs, "
-                             f"got {len(inputs)}")
-  if mode == "interpolate":
-    config_checks.check("--num", num, config_checks.integer(2))  # both endpoints
-  tokens, input_warnings = encode_inputs(vocab, inputs, trained.config.data.max_length)
+  tokens, input_warnings = _mode_inputs(trained, mode, num, inputs)
   warnings += input_warnings
   if mode == "transfer":
     out = control.transfer(model, variables, tokens, sources, target, key, max_length=max_length,

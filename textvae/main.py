@@ -17,6 +17,7 @@ from ml_collections import config_flags
 from textvae import errors
 from textvae import parallel
 from textvae import train
+from textvae import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, "
@@ -32,12 +33,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def config_keys(config) -> list[str]:
   """Every overridable key of a ConfigDict, sections included: 'train',
   'train.kl_schedule', 'train.kl_schedule.name', ..."""
-  keys = []
-  for name, value in config.items():
-    keys.append(name)
-    if hasattr(value, "items"):
-      keys += [f"{name}.{k}" for k in config_keys(value)]
-  return keys
+  return list(workdir_lib.flatten(config, sections=True))
 
 
 def unknown_override_errors(argv, flag_name: str = "config") -> list[str]:

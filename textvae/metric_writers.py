@@ -11,8 +11,10 @@ TensorBoard event files are written with tensorboardX instead.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import struct
 from typing import Any, Mapping, Sequence
 
 from absl import logging
@@ -118,3 +120,32 @@ def create_writer(workdir: str, *, just_logging: bool = False) -> MultiWriter:
     return MultiWriter([LoggingWriter()])
   return MultiWriter([LoggingWriter(), TensorBoardWriter(workdir),
                       JsonlWriter(os.path.join(workdir, "metrics.jsonl"))])
+
+
+def read_events(path: str):
+  """The Event protos of one TensorBoard event file (TFRecord framing: length,
+  its CRC, the record, its CRC), read with tensorboardX's protos; a record cut
+  short at the end (a run still writing) is left out."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  with open(path, "rb") as f:
+    data = f.read()
+  pos = 0
+  while pos + 12 <= len(data):
+    (length,) = struct.unpack("<Q", data[pos:pos + 8])
+    if pos + 12 + length + 4 > len(data):
+      return
+    yield event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+    pos += 12 + length + 4
+
+
+def read_event_scalars(workdir: str) -> list[tuple[int, str, float]]:
+  """(step, tag, value) of every scalar in `workdir`'s event files, in order."""
+  out = []
+  for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents*"))):
+    for event in read_events(path):
+      for v in event.summary.value:
+        value = v.simple_value if v.HasField("simple_value") else (
+            v.tensor.float_val[0] if v.tensor.float_val else None)
+        if value is not None:
+          out.append((event.step, v.tag, value))
+  return out

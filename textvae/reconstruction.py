@@ -75,15 +75,7 @@ def reconstruct_split(model, params, split, *, batch_size: int = 256,
   if max_length is None:
     max_length = int(split.lengths.max()) + 10 if n else 1
   out: list[np.ndarray] = [np.zeros(0, np.int32)] * n
-  order = np.argsort(split.lengths, kind="stable")
-  for start in range(0, n, batch_size):
-    idx = order[start:start + batch_size]
-    rows = [split.tokens[i] for i in idx]
-    rows += [np.asarray([EOS_ID], np.int32)] * (batch_size - len(rows))
-    batch_labels = None
-    if labels is not None:
-      batch_labels = np.zeros(batch_size, np.int32)
-      batch_labels[:len(idx)] = np.asarray(labels)[idx]
+  for idx, rows, batch_labels in decoding.length_sorted_batches(split, batch_size, labels):
     mu = decoding.posterior_mean(model, params, decoding.pad_batch(rows, buckets),
                                  batch_labels)
     tokens = np.asarray(decoding.generate(model, params, mu, max_length=max_length,

@@ -23,6 +23,7 @@ import ml_collections
 
 from textvae import checkpoints
 from textvae import errors
+from textvae import fileio
 
 # Fields that may change between runs of the same workdir.
 MUTABLE_DATA_FIELDS = ("source_dir", "tfds_data_dir")
@@ -44,11 +45,16 @@ def metrics_path(workdir: str) -> str:
   return os.path.join(workdir, "metrics.jsonl")
 
 
-def _flatten(d, prefix=""):
+def flatten(tree, prefix: str = "", *, sections: bool = False) -> dict:
+  """{'a.b.c': leaf} of a nested mapping (a dict, a ConfigDict, a config's
+  JSON); with `sections` the nested mappings' own keys too ('a', 'a.b', each
+  before its fields), their values the mappings."""
   out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
+  for k, v in tree.items():
+    if hasattr(v, "items"):
+      if sections:
+        out[f"{prefix}{k}"] = v
+      out.update(flatten(v, f"{prefix}{k}.", sections=sections))
     else:
       out[f"{prefix}{k}"] = v
   return out
@@ -66,8 +72,8 @@ def check_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
   if not os.path.exists(path):
     return
   with open(path, encoding="utf-8") as f:
-    saved = _flatten(json.load(f))
-  now = _flatten(json.loads(config.to_json()))
+    saved = flatten(json.load(f))
+  now = flatten(json.loads(config.to_json()))
   diffs = []
   for key in sorted(set(saved) | set(now)):
     section, _, field = key.partition(".")
@@ -87,10 +93,7 @@ def check_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  tmp = config_path(workdir) + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(config.to_json(indent=2))
-  os.replace(tmp, config_path(workdir))
+  fileio.write_atomic(config_path(workdir), config.to_json(indent=2))
 
 
 def vocab_digest(tokens) -> str:
@@ -115,7 +118,7 @@ def check_corpus(fingerprint: dict, workdir: str) -> None:
   the corpus when the workdir has no corpus.json yet."""
   path = corpus_path(workdir)
   if not os.path.exists(path):
-    _write_json(path, fingerprint)
+    fileio.write_json(path, fingerprint, indent=2)
     return
   with open(path, encoding="utf-8") as f:
     saved = json.load(f)
@@ -165,8 +168,8 @@ def check_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> None:
   with open(vpath, encoding="utf-8") as f:
     tokens = json.load(f).get("tokens", [])
   diffs = [d for d in [vocab_mismatch(meta, tokens)] if d]
-  saved_model = _flatten(meta.get("config", {}).get("model", {}), "model.")
-  now_model = _flatten(json.loads(config.model.to_json()), "model.")
+  saved_model = flatten(meta.get("config", {}).get("model", {}), "model.")
+  now_model = flatten(json.loads(config.model.to_json()), "model.")
   if saved_model:
     for key in sorted(set(saved_model) | set(now_model)):
       if key not in saved_model:
@@ -200,17 +203,7 @@ def trim_metrics(workdir: str, step: int) -> int:
   keep = [l for l in lines if not isinstance(step_of(l), int) or step_of(l) <= step]
   dropped = len(lines) - len(keep) + bool(partial)
   if dropped:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-      f.write(b"".join(l + b"\n" for l in keep))
-    os.replace(tmp, path)
+    fileio.write_atomic(path, b"".join(l + b"\n" for l in keep))
     logging.info("Dropped %d lines from %s: steps after %d (this run logs them again) "
                  "or a line cut short", dropped, path, step)
   return dropped
-
-
-def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)

@@ -25,6 +25,8 @@ import platform
 import shutil
 import sys
 
+from textvae import fileio
+
 RESULTS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results"))
 RUNS = os.path.join(RESULTS, "ptb")             # the GRU/Adam table
 LSTM_RUNS = os.path.join(RESULTS, "ptb_lstm")   # the literature setting
@@ -100,16 +102,7 @@ TEST_TOKENS, TEST_SENTENCES = 82430, 3761  # PTB test split, </s> counted
 
 def summarise_log(workdir: str) -> dict:
   """Steps, wall time and throughput from a run's metrics.jsonl."""
-  rows = []
-  path = os.path.join(workdir, "metrics.jsonl")
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      line = line.strip()
-      if line:
-        try:
-          rows.append(json.loads(line))
-        except json.JSONDecodeError:
-          pass
+  rows = fileio.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   steps = [r["step"] for r in rows if isinstance(r.get("step"), int)]
   # metrics.jsonl has no timestamps: the wall time is from vocab.json (written at
   # the first start) to final_metrics.json (written after the test evaluation);
@@ -194,8 +187,7 @@ def collect(name: str, workdir: str, hardware: str | None, table: str = "gru",
   summary["hardware"] = hardware or (
       f"{platform.machine()} CPU x{os.cpu_count()}" if not _gpu_name() else _gpu_name())
   summary["workdir"] = workdir
-  with open(os.path.join(dst, "train_summary.json"), "w", encoding="utf-8") as f:
-    json.dump(summary, f, indent=2)
+  fileio.write_json(os.path.join(dst, "train_summary.json"), summary, indent=2)
 
 
 def _fmt(x, digits=2):

@@ -1,4 +1,5 @@
-"""Initialisers shared by the cells and the models."""
+"""Initialisers shared by the cells and the models, and the parameters every
+cell has (`GatedCell`)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,25 @@ def stacked_orthogonal(n: int):
     keys = jax.random.split(key, n)
     return jnp.concatenate([ortho(k, (rows, cols // n), dtype) for k in keys], axis=1)
   return init
+
+
+class GatedCell(nn.Module):
+  """What every cell holds: the input projection to NUM_GATES x H, computed
+  for all steps in one matmul before `lax.scan` (`project`), and the
+  recurrent kernel (stacked orthogonal blocks by default) and bias. A cell
+  subclasses it with NUM_GATES, its state and its recurrence."""
+  NUM_GATES = 0
+  hidden_dim: int
+  param_init: str = "default"
+  init_scale: float = 0.01
+
+  def setup(self):
+    H, G = self.hidden_dim, self.NUM_GATES
+    kernel, bias = initializers(self.param_init, self.init_scale)
+    recurrent = stacked_orthogonal(G) if self.param_init == "default" else kernel
+    self.input_proj = nn.Dense(G * H, kernel_init=kernel, bias_init=bias, name="input")
+    self.recurrent_kernel = self.param("recurrent_kernel", recurrent, (H, G * H))
+    self.recurrent_bias = self.param("recurrent_bias", bias, (G * H,))
+
+  def project(self, x_XxYxD: jax.Array) -> jax.Array:
+    return self.input_proj(x_XxYxD)

@@ -16,7 +16,6 @@ gradient at every step (results/perf.md).
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -93,26 +92,12 @@ def _bwd(res, dhs_TxBxH):
 recurrence.defvjp(_fwd, _bwd)
 
 
-class GRU(nn.Module):
+class GRU(base.GatedCell):
   """A single-layer GRU cell (`textvae.cells` interface); the state is h [B, H].
 
   The input projection of every step is one matmul before `lax.scan`
   (`project`), and only the recurrent matmul runs inside it."""
   NUM_GATES = 3
-  hidden_dim: int
-  param_init: str = "default"
-  init_scale: float = 0.01
-
-  def setup(self):
-    H = self.hidden_dim
-    kernel, bias = base.initializers(self.param_init, self.init_scale)
-    recurrent = base.stacked_orthogonal(3) if self.param_init == "default" else kernel
-    self.input_proj = nn.Dense(3 * H, kernel_init=kernel, bias_init=bias, name="input")
-    self.recurrent_kernel = self.param("recurrent_kernel", recurrent, (H, 3 * H))
-    self.recurrent_bias = self.param("recurrent_bias", bias, (3 * H,))
-
-  def project(self, x_XxYxD: Array) -> Array:
-    return self.input_proj(x_XxYxD)
 
   def zero_state(self, batch_size: int) -> Array:
     return jnp.zeros((batch_size, self.hidden_dim), jnp.float32)

@@ -17,7 +17,6 @@ H x 4H gradient at every step (autodiff of `lax.scan`). Measured by
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -103,27 +102,13 @@ def _bwd(res, cotangents):
 recurrence.defvjp(_fwd, _bwd)
 
 
-class LSTM(nn.Module):
+class LSTM(base.GatedCell):
   """A single-layer LSTM cell (`textvae.cells` interface); the state is (h, c).
 
   The decoder's latent map v gives c0 = v and h0 = tanh(v), as in the authors'
   code of Li et al. 2019 / He et al. 2019 (`c_init = trans_linear(z); h_init =
   tanh(c_init)`)."""
   NUM_GATES = 4
-  hidden_dim: int
-  param_init: str = "default"
-  init_scale: float = 0.01
-
-  def setup(self):
-    H = self.hidden_dim
-    kernel, bias = base.initializers(self.param_init, self.init_scale)
-    recurrent = base.stacked_orthogonal(4) if self.param_init == "default" else kernel
-    self.input_proj = nn.Dense(4 * H, kernel_init=kernel, bias_init=bias, name="input")
-    self.recurrent_kernel = self.param("recurrent_kernel", recurrent, (H, 4 * H))
-    self.recurrent_bias = self.param("recurrent_bias", bias, (4 * H,))
-
-  def project(self, x_XxYxD: Array) -> Array:
-    return self.input_proj(x_XxYxD)
 
   def zero_state(self, batch_size: int):
     zeros = jnp.zeros((batch_size, self.hidden_dim), jnp.float32)

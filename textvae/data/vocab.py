@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from textvae import errors
+from textvae import fileio
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
@@ -73,10 +73,7 @@ class Vocabulary:
     return " ".join(words)
 
   def save(self, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump({"tokens": self.tokens}, f, ensure_ascii=False)
-    os.replace(tmp, path)
+    fileio.write_json(path, {"tokens": self.tokens}, ensure_ascii=False)
 
   @classmethod
   def load(cls, path: str) -> "Vocabulary":

@@ -1,0 +1,82 @@
+"""What several test modules share: the repository root, the tiny synthetic
+training config, dotted-key overrides, the metrics of a workdir, its final
+checkpoint, and the session's one tiny trained workdir."""
+
+import json
+import os
+
+from configs import default
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(tmp_path, **train_overrides):
+  """configs/default.py at a size that trains 60 steps in seconds."""
+  config = default.get_config()
+  config.data.tfds_data_dir = str(tmp_path / "tfds")
+  config.data.synthetic_num_train = 640
+  config.data.pad_multiple = 8  # few shapes, few compilations
+  config.model.embed_dim = 16
+  config.model.hidden_dim = 32
+  config.model.latent_dim = 4
+  config.train.batch_size = 16
+  config.train.eval_batch_size = 200
+  config.train.learning_rate = 1e-2
+  config.train.num_steps = 60
+  config.train.log_every_steps = 10
+  config.train.eval_every_steps = 30
+  config.train.checkpoint_every_steps = 20
+  config.train.kl_schedule.warmup_steps = 30
+  config.train.num_samples = 3
+  for k, v in train_overrides.items():
+    config.train[k] = v
+  return config
+
+
+def override(config, overrides: dict):
+  """Sets {'section.field': value, ...} on `config` (as --config.KEY=value
+  does); returns it."""
+  for key, value in overrides.items():
+    *sections, name = key.split(".")
+    node = config
+    for section in sections:
+      node = node[section]
+    node[name] = value
+  return config
+
+
+def read_metrics(workdir):
+  """Every row of W/metrics.jsonl; a line that is not whole JSON fails the test."""
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [json.loads(l) for l in f]
+
+
+def final_params(config, workdir):
+  """(train state, metadata) of the workdir's latest checkpoint."""
+  # Imported here, as in tiny_workdir: modules that only need the configs or
+  # REPO do not import the training code.
+  import jax  # pylint: disable=g-import-not-at-top
+  from textvae import checkpoints  # pylint: disable=g-import-not-at-top
+  from textvae import models  # pylint: disable=g-import-not-at-top
+  from textvae import steps  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(workdir, "vocab.json"), encoding="utf-8") as f:
+    vocab_size = len(json.load(f)["tokens"])
+  model = models.create_model(config.model, vocab_size)
+  state = steps.create_train_state(model, jax.random.key(0), config.train)
+  ckpt = checkpoints.Checkpointer(workdir)
+  restored, _, meta = ckpt.restore(ckpt.latest_step(), state)
+  ckpt.close()
+  return restored, meta
+
+
+def tiny_workdir(tmp_path_factory):
+  """A 60-step synthetic VAE, trained once per session (the generation,
+  notebook, probe and control tests ask for the same path and reuse it)."""
+  from textvae import train  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.getbasetemp() / "tiny_generation_workdir"
+  workdir = str(root / "run")
+  if not os.path.exists(os.path.join(workdir, "final_metrics.json")):
+    config = tiny_config(root, num_steps=60, eval_importance_samples=2, log_every_steps=20,
+                         checkpoint_every_steps=60, num_samples=2)
+    train.train_and_evaluate(config, workdir)
+  return workdir
