@@ -48,8 +48,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import rnn as rnn_utils
 
-from textvae.data import pipeline
-from textvae.data import sources
+from textvae.data import prepared
 from textvae.data import vocab as vocab_lib
 
 FLAGS = flags.FLAGS
@@ -122,19 +121,14 @@ def linear_kl_weight(step, schedule):
 def train_batches(config, skip=0):
   """The vocabulary size and a function giving a fresh iterator over the
   config's training batches, `skip` batches in (as train_throughput.py)."""
-  corpus = sources.load_splits(config.data, splits=("train",))["train"]
-  vocab = vocab_lib.Vocabulary.build(corpus.sentences, max_size=config.data.vocab_size,
-                                     min_count=config.data.min_count)
-  split = pipeline.encode("train", corpus.sentences, vocab, config.data.max_length)
+  data = prepared.prepare(config, splits=("train",))  # the training run's batches
 
   def make_iter():
-    it = iter(pipeline.train_dataset(
-        split, global_batch_size=config.train.batch_size, seed=config.seed,
-        pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches))
+    it = iter(data.train_dataset(batch_size=config.train.batch_size, seed=config.seed))
     for _ in range(skip):
       next(it)
     return it
-  return len(vocab), make_iter
+  return len(data.vocab), make_iter
 
 
 def benchmark(config, *, steps, warmup=10, skip=0):

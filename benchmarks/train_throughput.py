@@ -25,9 +25,7 @@ from ml_collections import config_flags
 from textvae import models
 from textvae import parallel
 from textvae import steps
-from textvae.data import pipeline
-from textvae.data import sources
-from textvae.data import vocab as vocab_lib
+from textvae.data import prepared
 
 config_flags.DEFINE_config_file("config", None, "Training config.", lock_config=True)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus folder (config.data.source_dir).")
@@ -43,14 +41,10 @@ def main(argv):
   config = flags.FLAGS.config
   if _DATA_DIR.value:
     config.data.source_dir = _DATA_DIR.value
-  corpus = sources.load_splits(config.data, splits=("train",))["train"]
-  vocab = vocab_lib.Vocabulary.build(corpus.sentences, max_size=config.data.vocab_size,
-                                     min_count=config.data.min_count)
-  split = pipeline.encode("train", corpus.sentences, vocab, config.data.max_length)
-  make_iter = lambda: iter(pipeline.train_dataset(
-      split, global_batch_size=config.train.batch_size, seed=config.seed,
-      pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches))
-  model = models.create_model(config.model, len(vocab))
+  data = prepared.prepare(config, splits=("train",))  # the training run's batches
+  make_iter = lambda: iter(data.train_dataset(batch_size=config.train.batch_size,
+                                              seed=config.seed))
+  model = models.create_model(config.model, len(data.vocab))
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   state = steps.place_state(steps.create_train_state(model, init_key, config.train))
   p_step = steps.pmap_train_step(config.train)

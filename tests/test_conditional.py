@@ -17,6 +17,7 @@ from textvae import evaluation
 from textvae import models
 from textvae import objectives
 from textvae import steps
+from textvae.hooks import pretrain
 from textvae.data import pipeline
 
 V, E, H, Z, K, L = 20, 8, 16, 4, 3, 5
@@ -267,5 +268,5 @@ def test_aggressive_and_pretraining_parts_with_a_condition():
                          init.params["encoder"])
   assert np.abs(np.asarray(state.params["decoder"]["prior_mu"])).max() > 0
   cfg.pretrain_steps = 3
-  reset = steps.reinit_decoder(state, model, jax.random.key(0), cfg)
+  reset = pretrain.reinit_decoder(state, model, jax.random.key(0), cfg)
   np.testing.assert_array_equal(reset.params["decoder"]["prior_mu"], 0.0)

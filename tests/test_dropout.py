@@ -123,3 +123,32 @@ def test_sgd_steps_with_every_dropout_equal_on_one_and_four_devices():
   d4 = jax.tree.map(lambda a, b: b - a, init, p4)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=2e-4, atol=1e-6), d1, d4)
   assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(d1)) > 1e-3
+
+
+def test_word_dropout_replaces_decoder_inputs_by_unk_never_bos_pads_or_targets():
+  """Bowman et al. 2016: at rate 1 every decoder input word but <bos> is <unk>
+  (pads stay pads) while the targets are the sentence; rate 0 and evaluation
+  leave the inputs alone. Checked against the deterministic decoder fed the
+  inputs replaced by hand."""
+  from textvae.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
+  batch = _batch(np.random.default_rng(4))
+  tok, inp = batch["tokens_BxT"], batch["inputs_BxT"]
+  assert (inp == vocab_lib.PAD_ID).any()  # the batch has padding to leave alone
+  def nll(m, inputs, deterministic):
+    return m.decoder(inputs, tok, None, deterministic=deterministic)
+
+  lm = lambda rate: models.RNNLM(vocab_size=30, embed_dim=8, hidden_dim=16, word_dropout=rate)
+  variables = lm(0.0).init({"params": jax.random.key(0)}, tok, inp)
+  rngs = {"dropout": jax.random.key(9)}
+  by_hand = np.where((inp != vocab_lib.PAD_ID) & (np.arange(inp.shape[1]) > 0),
+                     vocab_lib.UNK_ID, inp)
+  assert by_hand[0, 0] == inp[0, 0] == vocab_lib.BOS_ID
+  expected_all = np.asarray(lm(0.0).apply(variables, by_hand, True, method=nll))
+  expected_none = np.asarray(lm(0.0).apply(variables, inp, True, method=nll))
+  assert np.abs(expected_all - expected_none).max() > 1e-3  # the replacement shows
+  np.testing.assert_allclose(lm(1.0).apply(variables, inp, False, method=nll, rngs=rngs),
+                             expected_all, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(lm(0.0).apply(variables, inp, False, method=nll, rngs=rngs),
+                             expected_none, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(lm(1.0).apply(variables, inp, True, method=nll),
+                             expected_none, rtol=1e-6, atol=1e-7)

@@ -11,8 +11,8 @@ from textvae import early_stopping
 from textvae import evaluate
 from textvae import restore
 from textvae import train
-from tests.test_train import read_metrics
-from tests.test_train import tiny_config
+from tests.helpers import read_metrics
+from tests.helpers import tiny_config
 
 
 def test_tracker_best_patience_and_min_step():
@@ -112,12 +112,26 @@ def test_enabling_early_stopping_on_an_older_workdir_replays_its_history(tmp_pat
                        keep_checkpoints=10)
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(config, workdir)
-  # Make it look like a run from before model selection: no best/, no tracker.
+  # Make it look like a run from before model selection: no best/, and no
+  # tracker in the checkpoints' metadata, so resuming must replay metrics.jsonl.
   import shutil
   shutil.rmtree(os.path.join(workdir, "best"))
-  config.train.num_steps = 50
+  for step in os.listdir(os.path.join(workdir, "checkpoints")):
+    path = os.path.join(workdir, "checkpoints", step, "meta", "metadata")
+    with open(path, encoding="utf-8") as f:
+      meta = json.load(f)
+    del meta["early_stopping"]
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump(meta, f)
   valid = {r["step"]: r["valid/iw_nll"] for r in read_metrics(workdir) if "valid/iw_nll" in r}
+  assert sorted(valid) == [10, 20, 30, 40]
+  # Ten steps at a far too large learning rate: validation 50 is worse than
+  # the history's best, which only a replayed tracker knows of.
+  config.train.num_steps = 50
+  config.train.learning_rate = 0.5
   results = train.train_and_evaluate(config, workdir)
   valid[50] = [r["valid/iw_nll"] for r in read_metrics(workdir) if "valid/iw_nll" in r][-1]
-  assert results["best_step"] == min(valid, key=valid.get)
+  assert valid[50] > min(valid.values())
+  assert results["best_step"] == min(valid, key=valid.get) != 50
+  assert results["early_stopping"]["best_value"] == pytest.approx(min(valid.values()))
   assert os.listdir(os.path.join(workdir, "best")) == [str(results["best_step"])]

@@ -93,6 +93,32 @@ def test_elbo_matches_hand_computation():
       loss, np.mean(np.asarray(terms["recon_B"]) + 0.5 * np.asarray(terms["kl_B"])), rtol=1e-6)
 
 
+def test_reparameterisation_is_mu_plus_sigma_times_standard_normal():
+  """z = mu + exp(logvar / 2) eps, eps ~ N(0, I), with mu and logvar from the
+  NumPy encoder: 4,000 copies of one sentence (one noise draw per row) give
+  standardised residuals of mean 0 and standard deviation 1 in every
+  dimension. The log-variances are set far from 0 (2, -1.5, 1), where
+  exp(logvar) or exp(-logvar / 2) in place of exp(logvar / 2) would give a
+  standard deviation of 2.7, 2.1 or 0.6 instead of 1."""
+  model = models.TextVAE(vocab_size=9, embed_dim=5, hidden_dim=6, latent_dim=3)
+  sentence = np.array([5, 6, 7, 2], np.int32)
+  n = 4000
+  batch = pipeline.collate([sentence] * n, np.ones(n))
+  params = jax.device_get(model.init({"params": jax.random.key(0), "latent": jax.random.key(1)},
+                                     batch["tokens_BxT"][:2], batch["inputs_BxT"][:2])["params"])
+  bias = np.array(params["encoder"]["posterior"]["bias"])
+  bias[3:] = [2.0, -1.5, 1.0]
+  params["encoder"]["posterior"]["bias"] = jnp.asarray(bias)
+  out = model.apply({"params": params}, batch["tokens_BxT"], batch["inputs_BxT"],
+                    rngs={"latent": jax.random.key(7)})
+  _, _, mu, logvar = _np_sentence_terms(params, sentence, np.zeros(3))
+  assert np.abs(logvar - [2.0, -1.5, 1.0]).max() < 1.0  # the bias dominates
+  eps = (np.asarray(out["z_BxZ"], np.float64) - mu) / np.exp(0.5 * logvar)
+  assert np.all(np.abs(eps.mean(0)) < 4 / np.sqrt(n))
+  assert np.all(np.abs(eps.std(0) - 1) < 4 / np.sqrt(2 * n))
+  assert np.abs(np.corrcoef(eps.T) - np.eye(3)).max() < 4 / np.sqrt(n)
+
+
 def test_summarise_counts_eos_in_ppl():
   sums = {"num_sentences": 2, "num_tokens": 10, "recon": 20.0, "kl": 3.0}
   out = objectives.summarise(sums)

@@ -11,7 +11,6 @@ import sys
 import time
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
@@ -22,8 +21,10 @@ from textvae import main as main_lib
 from textvae import restore
 from textvae import train
 from textvae import workdir as workdir_lib
+from textvae.data import prepared
 from textvae.data import sources
 from textvae.data.builders import lines
+from tests.helpers import final_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
@@ -310,7 +311,7 @@ def test_over_long_lines_are_truncated_counted_and_named(tmp_path, caplog):
   config = text_config(tmp_path, folder, max_length=5)
   os.makedirs(tmp_path / "w")
   with caplog.at_level("WARNING"):
-    _, splits = train.prepare_data(config, str(tmp_path / "w"))
+    _, splits = prepared.encode_splits(config, str(tmp_path / "w"))
   train_split = splits["train"]
   assert train_split.num_truncated == 2 and splits["valid"].num_truncated == 0
   assert sorted(train_split.lengths.tolist()) == [3, 3, 5, 5]
@@ -354,6 +355,33 @@ def refused(config, workdir):
     train.train_and_evaluate(config, workdir)
   assert snapshot(workdir) == before
   return str(e.value)
+
+
+def test_resume_on_another_device_count_continues_the_same_run(straight, tmp_path):
+  """Checkpoint 40 of the 2-device run resumed on 1 device: the same global
+  batches and the same noise (keys folded per global row), so steps 41-50
+  equal the uninterrupted 2-device run's up to the order of float sums."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  runs_tmp, straight_dir = straight
+  workdir = str(tmp_path / "w")
+  shutil.copytree(straight_dir, workdir)
+  os.remove(os.path.join(workdir, "final_metrics.json"))
+  shutil.rmtree(os.path.join(workdir, "checkpoints", str(NUM_STEPS)))
+  env = dict(cli_env(runs_tmp), XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  proc = subprocess.run(cli(workdir, runs_tmp), cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f"Resuming from step {NUM_STEPS - CKPT_EVERY}" in proc.stderr
+  a, b = read_metrics(straight_dir), read_metrics(workdir)
+  resumed = range(NUM_STEPS - CKPT_EVERY + 1, NUM_STEPS + 1)
+  for key in ("train/loss", "train/kl", "train/grad_norm"):
+    np.testing.assert_allclose([b[(s, key)] for s in resumed], [a[(s, key)] for s in resumed],
+                               rtol=2e-5, err_msg=key)
+  config = cli_config(runs_tmp)
+  state_a, _ = final_params(config, straight_dir)
+  state_b, _ = final_params(config, workdir)
+  jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6),
+                         state_a.params, state_b.params)
 
 
 def test_other_vocabulary_or_model_refused_with_workdir_untouched(straight, tmp_path):
@@ -402,7 +430,7 @@ def test_changed_corpus_refused_with_workdir_untouched(tmp_path):
   config = text_config(tmp_path, folder)
   workdir = str(tmp_path / "w")
   os.makedirs(workdir)
-  train.prepare_data(config, workdir)
+  prepared.encode_splits(config, workdir)
   workdir_lib.save_config(config, workdir)
   with open(os.path.join(folder, "train.txt"), "ab") as f:
     f.write(b"c d e\n")

@@ -1,7 +1,6 @@
 """The pmapped train/eval steps: padding, PRNG streams, 1 device vs 4 devices."""
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -55,22 +54,27 @@ def _run_steps(num_devices, batches, num_steps=3):
   state = steps.create_train_state(model, jax.random.key(0), _train_config())
   p_step = steps.pmap_train_step(_train_config(), devices=devices)
   state = steps.place_state(state, devices)
-  losses = []
+  losses, grad_norms = [], []
   for batch in batches[:num_steps]:
     sharded = jax.tree_util.tree_map(
         lambda x: x.reshape((num_devices, -1) + x.shape[1:]), batch)
     state, metrics = p_step(state, sharded, jax.random.key(42))
     losses.append(float(metrics["loss"][0]))
-  return losses, steps.local_state(state).params
+    grad_norms.append(float(metrics["grad_norm"][0]))
+  return losses, steps.local_state(state).params, grad_norms
 
 
 def test_four_devices_equal_one_device():
   assert jax.device_count() >= 4, "conftest sets 4 host devices"
   rng = np.random.default_rng(1)
   batches = [_batch(rng, n=8)[1] for _ in range(3)]
-  losses1, params1 = _run_steps(1, batches)
-  losses4, params4 = _run_steps(4, batches)
+  losses1, params1, norms1 = _run_steps(1, batches)
+  losses4, params4, norms4 = _run_steps(4, batches)
   np.testing.assert_allclose(losses1, losses4, rtol=1e-5, atol=1e-5)
+  # Adam and active clipping hide a constant gradient scale from the losses
+  # and parameters (gradients summed, not averaged, over devices): the norm
+  # of the gradient the optimizer receives does not.
+  np.testing.assert_allclose(norms1, norms4, rtol=1e-5)
   jax.tree_util.tree_map(
       lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), params1, params4)
   assert losses1[0] != losses1[1]
@@ -80,8 +84,8 @@ def test_same_seed_same_loss_and_steps_draw_different_noise():
   rng = np.random.default_rng(2)
   batch = _batch(rng, n=8)[1]
   # Same batch at every step: differences between steps come from the noise only.
-  losses_a, _ = _run_steps(1, [batch] * 2, num_steps=2)
-  losses_b, _ = _run_steps(1, [batch] * 2, num_steps=2)
+  losses_a, _, _ = _run_steps(1, [batch] * 2, num_steps=2)
+  losses_b, _, _ = _run_steps(1, [batch] * 2, num_steps=2)
   assert losses_a == losses_b
   model = _model()
   params = model.init({"params": jax.random.key(0), "latent": jax.random.key(1)},

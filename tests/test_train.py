@@ -1,55 +1,15 @@
 """Whole `train_and_evaluate` runs on a tiny synthetic config: learning, resume,
 NaN guard, workdir protection."""
 
-import json
 import os
 
 import jax
 import numpy as np
 import pytest
 
-from configs import default
 from textvae import checkpoints
-from textvae import models
-from textvae import steps
 from textvae import train
-
-
-def tiny_config(tmp_path, **train_overrides):
-  config = default.get_config()
-  config.data.tfds_data_dir = str(tmp_path / "tfds")
-  config.data.synthetic_num_train = 640
-  config.data.pad_multiple = 8  # few shapes, few compilations
-  config.model.embed_dim = 16
-  config.model.hidden_dim = 32
-  config.model.latent_dim = 4
-  config.train.batch_size = 16
-  config.train.eval_batch_size = 200
-  config.train.learning_rate = 1e-2
-  config.train.num_steps = 60
-  config.train.log_every_steps = 10
-  config.train.eval_every_steps = 30
-  config.train.checkpoint_every_steps = 20
-  config.train.kl_schedule.warmup_steps = 30
-  config.train.num_samples = 3
-  for k, v in train_overrides.items():
-    config.train[k] = v
-  return config
-
-
-def read_metrics(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    return [json.loads(l) for l in f]
-
-
-def final_params(config, workdir):
-  vocab_size = len(json.load(open(os.path.join(workdir, "vocab.json")))["tokens"])
-  model = models.create_model(config.model, vocab_size)
-  state = steps.create_train_state(model, jax.random.key(0), config.train)
-  ckpt = checkpoints.Checkpointer(workdir)
-  restored, _, meta = ckpt.restore(ckpt.latest_step(), state)
-  ckpt.close()
-  return restored, meta
+from tests.helpers import final_params, read_metrics, tiny_config
 
 
 def test_tiny_run_learns_and_writes_outputs(tmp_path):

@@ -35,7 +35,6 @@ import math
 import time
 
 import jax
-from jax import lax
 import jax.numpy as jnp
 import numpy as np
 

@@ -164,6 +164,16 @@ def free_bits_loss(terms, weights_B, beta, free_bits_config, axis_name=None):
   return recon + beta * free_bits_kl(terms["kl_BxZ"], weights_B, free_bits_config, axis_name)
 
 
+def train_objective(terms, weights_B, beta, train_config, axis_name=None):
+  """The loss a train step minimises: the negative beta-ELBO per sentence, its
+  KL term with free bits when `train_config.free_bits.kind` is not 'none'.
+  A remedy that changes only the objective changes it here."""
+  fb = train_config.get("free_bits", None)
+  if fb is None or fb.kind == "none":
+    return training_loss(terms, weights_B, beta)
+  return free_bits_loss(terms, weights_B, beta, fb, axis_name=axis_name)
+
+
 def bn_kl_lower_bound(gamma: float, batch_var_Z, eps: float = 1e-5):
   """BN-VAE (Zhu et al. 2020): the batch-mean KL of a batch whose posterior
   means were batch-normalised with fixed scale gamma (training mode, biased

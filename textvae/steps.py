@@ -1,6 +1,6 @@
 """Pure per-device train and eval steps, mapped with `jax.pmap(axis_name='batch')`.
 
-PRNG (ARCHITECTURE.md, convention 5): the step key is `fold_in(train_key, step)`,
+PRNG (docs/design.md, "PRNG streams"): the step key is `fold_in(train_key, step)`,
 split into the named streams 'latent' (reparameterisation noise) and 'dropout'
 (word and embedding dropout). The device enters through the sentence's global
 row index, `axis_index('batch') * rows_per_device + row`, folded into each
@@ -12,7 +12,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import flax
@@ -35,7 +34,7 @@ class TrainState(train_state.TrainState):
   and the model's 'batch_stats' (BN-VAE running statistics; {} otherwise).
 
   `step` counts the joint / decoder updates only: the encoder-only inner steps
-  of aggressive training leave it unchanged, so KL schedules and noise keys
+  of aggressive training (hooks/aggressive.py) leave it unchanged, so KL schedules and noise keys
   follow the outer step."""
   batch_stats: Any = None
 
@@ -83,33 +82,10 @@ def create_train_state(model, init_key, train_config) -> TrainState:
                            batch_stats=dict(variables.get("batch_stats", {})))
 
 
-def decoder_reinit_key(init_key, pretrain_steps: int):
-  """The key of the decoder's fresh parameters after autoencoder pretraining."""
-  return jax.random.fold_in(init_key, pretrain_steps)
-
-
-def reinit_decoder(state: TrainState, model, init_key, train_config) -> TrainState:
-  """Li et al. 2019: after autoencoder pretraining the decoder starts afresh:
-  new parameters from `decoder_reinit_key(init_key, pretrain_steps)` and a
-  fresh Adam state for them; the encoder, its Adam state and the step count
-  are kept. `state` is unreplicated."""
-  fresh = init_variables(model, decoder_reinit_key(init_key, train_config.pretrain_steps))
-  dec = fresh["params"]["decoder"]
-  params = dict(state.params, decoder=dec)
-  opt_state = optim.reset_part(train_config, state.opt_state, "decoder", dec)
-  return state.replace(params=params, opt_state=opt_state)
-
-
 def step_rngs(key, step):
   """The named streams for one step: {'latent', 'dropout'}."""
   latent, dropout = jax.random.split(jax.random.fold_in(key, step))
   return {"latent": latent, "dropout": dropout}
-
-
-def inner_key(train_key):
-  """The key of aggressive training's encoder-only steps (distinct from every
-  fold_in(train_key, step) of the outer steps)."""
-  return jax.random.split(train_key)[1]
 
 
 def global_row_ids(batch_size: int):
@@ -126,7 +102,7 @@ def pmean_grads(grads):
   return lax.pmean(grads, AXIS)
 
 
-def _sums(terms, weights_B):
+def batch_sums(terms, weights_B):
   """Sums over this device's sentences, the numerators of every reported figure."""
   return {"num_sentences": jnp.sum(weights_B),
           "num_tokens": jnp.sum(weights_B * terms["num_tokens_B"]),
@@ -135,17 +111,9 @@ def _sums(terms, weights_B):
           "kl_per_dim": jnp.sum(weights_B[:, None] * terms["kl_BxZ"], axis=0)}
 
 
-def _free_bits(train_config):
-  fb = train_config.get("free_bits", None)
-  if fb is None or fb.kind == "none":
-    return None
-  return fb
-
-
-def _loss_and_grads(state, batch, rngs, beta, train_config):
+def loss_and_grads(state, batch, rngs, beta, train_config):
   tokens, inputs, weights = batch["tokens_BxT"], batch["inputs_BxT"], batch["weights_B"]
   row_ids = global_row_ids(tokens.shape[0])
-  fb = _free_bits(train_config)
   token_weights = objectives.recon_token_weights(tokens, weights)
   labels = label_kwargs(batch)
 
@@ -155,10 +123,7 @@ def _loss_and_grads(state, batch, rngs, beta, train_config):
         row_ids_B=row_ids, token_weights_BxT=token_weights, rngs=rngs,
         mutable=["batch_stats"], **labels)
     terms = objectives.elbo_terms(outputs, tokens)
-    if fb is None:
-      loss = objectives.training_loss(terms, weights, beta)
-    else:
-      loss = objectives.free_bits_loss(terms, weights, beta, fb, axis_name=AXIS)
+    loss = objectives.train_objective(terms, weights, beta, train_config, axis_name=AXIS)
     return loss, (terms, mutated.get("batch_stats", {}))
 
   (loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -171,39 +136,18 @@ def train_step(state: TrainState, batch, train_key, *, train_config, parts=None)
 
   beta follows `objectives.train_kl_weight` (0 during autoencoder
   pretraining); the KL term has free bits when `train_config.free_bits.kind`
-  is not 'none'. `parts=None` updates every parameter; `parts=('decoder',)` is
-  the outer step of aggressive training (the encoder is left to the inner
-  steps)."""
+  is not 'none'. `parts=None` updates every parameter; `parts=('decoder',)`
+  the decoder only (the outer step of hooks/aggressive.py)."""
   weights = batch["weights_B"]
   rngs = step_rngs(train_key, state.step)
   beta = objectives.train_kl_weight(state.step, train_config)
-  loss, terms, batch_stats, grads = _loss_and_grads(state, batch, rngs, beta, train_config)
+  loss, terms, batch_stats, grads = loss_and_grads(state, batch, rngs, beta, train_config)
   new_state = update_parts(state, grads, parts, count_step=True)
   new_state = new_state.replace(batch_stats=batch_stats)
-  metrics = lax.psum(_sums(terms, weights), AXIS)
+  metrics = lax.psum(batch_sums(terms, weights), AXIS)
   metrics.update(loss=lax.pmean(loss, AXIS), kl_weight=beta,
                  grad_norm=optax.global_norm(grads))
   return new_state, metrics
-
-
-def encoder_step(state: TrainState, batch, key, inner_index, *, train_config):
-  """One encoder-only update of aggressive training (He et al. 2019) on a fresh
-  batch: the same objective and beta as the outer step `state.step`; noise from
-  `step_rngs(fold_in(key, state.step), inner_index)`; `state.step` unchanged.
-  Returns the new state and psums of the loss summed over sentences and of the
-  token count (the inner loop's stopping rule compares loss per token)."""
-  weights = batch["weights_B"]
-  rngs = step_rngs(jax.random.fold_in(key, state.step), inner_index)
-  beta = objectives.train_kl_weight(state.step, train_config)
-  loss, terms, batch_stats, grads = _loss_and_grads(state, batch, rngs, beta, train_config)
-  new_state = update_parts(state, grads, ("encoder",), count_step=False)
-  new_state = new_state.replace(batch_stats=batch_stats)
-  sums = _sums(terms, weights)
-  loss_sum = loss * sums["num_sentences"]
-  return new_state, {"loss_sum": lax.psum(loss_sum, AXIS),
-                     "num_tokens": lax.psum(sums["num_tokens"], AXIS),
-                     "kl": lax.psum(sums["kl"], AXIS),
-                     "num_sentences": lax.psum(sums["num_sentences"], AXIS)}
 
 
 def pmap_train_step(train_config, devices=None, parts=None):
@@ -218,18 +162,10 @@ def pmap_train_step(train_config, devices=None, parts=None):
   20 ms of a 80 ms step on the 2-core CPU (results/perf.md). Hold the state
   with `place_state` and read it with `local_state`. The state is donated
   except on CPU (`donate_state`).
-  `parts=('decoder',)`: the decoder-only outer step of aggressive training."""
+  `parts=('decoder',)`: a decoder-only step (hooks/aggressive.py)."""
   return jax.pmap(functools.partial(train_step, train_config=train_config,
                                     parts=tuple(parts) if parts else None),
                   axis_name=AXIS, in_axes=(None, 0, None), out_axes=(None, 0),
-                  donate_argnums=donate_state(devices), devices=devices)
-
-
-def pmap_encoder_step(train_config, devices=None):
-  """`encoder_step` pmapped like `pmap_train_step`; the key and the inner index
-  are unmapped too."""
-  return jax.pmap(functools.partial(encoder_step, train_config=train_config),
-                  axis_name=AXIS, in_axes=(None, 0, None, None), out_axes=(None, 0),
                   donate_argnums=donate_state(devices), devices=devices)
 
 
@@ -260,39 +196,6 @@ def local_state(state):
   """The pmapped steps' state on one device (this process's first): for
   checkpoints, evaluation and decoding."""
   return parallel.first_local_copy(state)
-
-
-def aggressive_inner_loop(run_step, *, window: int, max_steps: int) -> int:
-  """He et al. 2019's inner loop: encoder-only steps until the objective stops
-  improving. `run_step(i)` runs inner step i (0-based) and returns
-  (loss summed over sentences, number of tokens), as arrays or numbers; they
-  are read only at the end of each window, so the steps of a window are
-  dispatched without waiting. After every `window` steps the loss per token
-  over that window is compared with the previous window's; the loop stops
-  when it did not decrease (the authors' text.py: `if burn_pre_loss -
-  burn_cur_loss < 0: break`, i.e. it continues on ties) or after `max_steps`
-  steps. Returns the number of inner steps taken."""
-  prev = math.inf
-  pending = []
-  for i in range(max_steps):
-    pending.append(run_step(i))
-    if (i + 1) % window == 0:
-      loss = sum(float(np.asarray(l).reshape(-1)[0]) for l, _ in pending)
-      tokens = sum(float(np.asarray(t).reshape(-1)[0]) for _, t in pending)
-      cur = loss / max(tokens, 1.0)
-      pending = []
-      if prev - cur < 0:
-        return i + 1
-      prev = cur
-  return max_steps
-
-
-def aggressive_still_on(active: bool, prev_mi, valid_mi) -> bool:
-  """He et al. 2019: aggressive training stops at the first validation whose
-  MI is not above the previous validation's (the first is compared with 0)."""
-  if not active:
-    return False
-  return valid_mi > (0.0 if prev_mi is None else prev_mi)
 
 
 def replicate(tree, devices=None):

@@ -1,15 +1,18 @@
 """The training loop: `train_and_evaluate(config, workdir)`.
 
-init -> resume from the latest complete checkpoint -> pmapped steps -> periodic
-validation and checkpoints -> test split, prior samples and reconstructions.
+init or resume -> a loop of pmapped steps with periodic logging, validation and
+checkpoints -> the final validation and test metrics, prior samples and
+reconstructions. What a collapse remedy or a learning-rate schedule adds to the
+loop is a hook (textvae/hooks/); the loop itself knows none of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import os
 import time
+from typing import NamedTuple
 
 from absl import logging
 import jax
@@ -18,12 +21,13 @@ import ml_collections
 import numpy as np
 
 from textvae import checkpoints
-from textvae import conditioning
 from textvae import config_checks
 from textvae import decoding
 from textvae import early_stopping
 from textvae import errors
 from textvae import evaluation
+from textvae import fileio
+from textvae import hooks as hooks_lib
 from textvae import lock
 from textvae import metric_writers as metric_writers_lib
 from textvae.metric_writers import periodic_actions
@@ -34,9 +38,7 @@ from textvae import parallel
 from textvae import steps
 from textvae import workdir as workdir_lib
 from textvae.data import pipeline
-from textvae.data import sources
-from textvae.data import vocab as vocab_lib
-from textvae.data.builders import text_files
+from textvae.data import prepared
 
 NAN_MARKER = "nonfinite_stop.json"
 
@@ -45,61 +47,48 @@ class NonFiniteError(FloatingPointError):
   """A training metric became NaN/Inf; the last good checkpoint is kept."""
 
 
-def prepare_data(config, workdir):
-  """Corpus splits encoded with the workdir's vocabulary (built from train once)."""
-  corpus = sources.load_splits(config.data)
-  if jax.process_index() == 0:  # refuses a changed corpus before vocab.json is written
-    workdir_lib.check_corpus(workdir_lib.corpus_fingerprint(
-        {name: c.sentences for name, c in corpus.items()}), workdir)
-  vpath = workdir_lib.vocab_path(workdir)
-  if os.path.exists(vpath):
-    vocab = vocab_lib.Vocabulary.load(vpath)
-    logging.info("Loaded vocabulary of %d tokens from %s", len(vocab), vpath)
-  else:
-    vocab = vocab_lib.Vocabulary.build(corpus["train"].sentences,
-                                       max_size=config.data.vocab_size,
-                                       min_count=config.data.min_count)
-    if jax.process_index() == 0:
-      vocab.save(vpath)
-    logging.info("Built vocabulary of %d tokens from the training split", len(vocab))
-  splits = {name: pipeline.encode(name, c.sentences, vocab, config.data.max_length, c.factors,
-                                 text_files.truncation_locator(config.data, name))
-            for name, c in corpus.items()}
-  return vocab, splits
-
-
-def prepare_labels(config, splits, workdir):
-  """A conditional VAE's labels (`config.model.condition`, a label feature of
-  the corpus) from the dataset's feature info, checked against every split and
-  recorded in (or checked against) workdir/labels.json; None when unconditional."""
-  condition = config.model.get("condition", "") or ""
-  if not condition:
-    return None
-  values = pipeline.split_labels(splits["train"], condition)
-  labels = conditioning.feature_names(config.data, condition, values)
-  for name, split in splits.items():
-    conditioning.check_values(labels, pipeline.split_labels(split, condition),
-                              f"the {name} split")
-  if jax.process_index() == 0:
-    conditioning.check_workdir_labels(labels, workdir)
-  return labels
+class Keys(NamedTuple):
+  """The root key's named streams (docs/design.md, "PRNG streams")."""
+  init: jax.Array
+  train: jax.Array
+  eval: jax.Array
+  sample: jax.Array
 
 
 def _flat_hparams(config):
-  def flatten(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-      if isinstance(v, dict):
-        out.update(flatten(v, f"{prefix}{k}."))
-      else:
-        out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return out
-  return flatten(json.loads(config.to_json()))
+  """The config as TensorBoard hparams: dotted keys, non-scalar values as text."""
+  return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+          for k, v in workdir_lib.flatten(json.loads(config.to_json())).items()}
+
+
+class TrainLog:
+  """The training metrics of the steps since the last write: fetched from the
+  devices once per window (not per step), checked to be finite, averaged and
+  written with the throughput of the window."""
+
+  def __init__(self, writer, workdir: str):
+    self.writer, self.workdir = writer, workdir
+    self.window, self.start = [], time.time()
+
+  def append(self, metrics):
+    self.window.append(metrics)
+
+  def restart_clock(self):
+    self.start = time.time()
+
+  def write(self, step: int, latest_checkpoint, extra: dict):
+    fetched = _fetch_window(self.window, step - len(self.window) + 1, latest_checkpoint,
+                            self.workdir)
+    scalars, sums = _train_scalars(fetched)
+    scalars.update(extra)
+    scalars["train/tokens_per_s"] = sums["num_tokens"] / (time.time() - self.start)
+    self.writer.write_scalars(step, scalars)
+    self.window, self.start = [], time.time()
 
 
 def _fetch_window(metric_list, first_step, latest_good, workdir):
-  """Fetches a window of per-step metrics (one host sync per window, not per
-  step) and stops at the first step whose metrics are not finite."""
+  """The window's per-step metrics on the host; stops at the first step whose
+  metrics are not finite."""
   fetched = jax.device_get([steps.unreplicate(m) for m in metric_list])
   for offset, m in enumerate(fetched):
     bad = sorted(k for k, v in m.items() if not np.all(np.isfinite(v)))
@@ -108,8 +97,7 @@ def _fetch_window(metric_list, first_step, latest_good, workdir):
       info = {"step": step, "metric": bad[0], "value": str(m[bad[0]]),
               "last_good_checkpoint": latest_good}
       if jax.process_index() == 0:
-        with open(os.path.join(workdir, NAN_MARKER), "w", encoding="utf-8") as f:
-          json.dump(info, f)
+        fileio.write_json(os.path.join(workdir, NAN_MARKER), info)
       resume = (f"The last good checkpoint is step {latest_good} in {workdir}"
                 if latest_good is not None else
                 f"No checkpoint was saved yet in {workdir}: a rerun starts from scratch")
@@ -130,29 +118,58 @@ def _train_scalars(fetched):
   return out, sums
 
 
-def _aggressive_config(config):
-  """config.train.aggressive when enabled (He et al. 2019), else None."""
-  a = config.train.get("aggressive", None)
-  return a if a is not None and a.enabled else None
+def _warn_if_stopped_nonfinite(workdir):
+  marker = os.path.join(workdir, NAN_MARKER)
+  if os.path.exists(marker):
+    with open(marker, encoding="utf-8") as f:
+      info = json.load(f)
+    good = info["last_good_checkpoint"]
+    logging.warning("The previous run stopped at step %s on non-finite %s=%s; %s.",
+                    info["step"], info["metric"], info["value"],
+                    f"resuming from the last good checkpoint (step {good})" if good is not None
+                    else "it had saved no checkpoint: starting from scratch")
 
 
-def _aggressive_inner(state, batch, inner_iter, p_encoder_step, inner_key, aggressive, aggr):
-  """He et al. 2019's inner loop before one outer step: encoder-only updates,
-  the first on the outer step's batch (as the authors' text.py), the rest on
-  fresh batches from the second iterator, until the loss per token over a
-  window of `aggressive.window` steps stops decreasing (at most
-  `aggressive.max_inner_steps`)."""
-  holder = [state]
+def _clear_nonfinite_marker(workdir):
+  marker = os.path.join(workdir, NAN_MARKER)
+  if jax.process_index() == 0 and os.path.exists(marker):
+    os.remove(marker)
 
-  def run_step(i):
-    b = batch if i == 0 else parallel.shard(next(inner_iter))
-    holder[0], m = p_encoder_step(holder[0], b, inner_key, i)
-    return m["loss_sum"], m["num_tokens"]
 
-  n = steps.aggressive_inner_loop(run_step, window=aggressive.window,
-                                  max_steps=aggressive.max_inner_steps)
-  aggr["inner_steps"].append(n)
-  return holder[0]
+def _resume(state, workdir, ckpt, best_ckpt, tracker, train_iter, hooks, vocab_size):
+  """The state of the newest checkpoint that restores completely (unreadable
+  newer ones are moved aside), with the tracker, the iterator and the hooks
+  restored; `state` itself when there is none. Drops the metrics.jsonl rows a
+  killed run logged past the resumed step."""
+  restored = checkpoints.restore_newest(ckpt, lambda s: ckpt.restore(s, state), move_aside=True)
+  if restored is None:
+    logging.info("Starting from scratch in %s", workdir)
+  else:
+    latest, (state, data_state, meta) = restored
+    if "early_stopping" in meta:
+      tracker.restore(meta["early_stopping"])
+    else:  # a workdir started before the tracker: its validation history
+      tracker.replay(workdir_lib.metrics_path(workdir), int(state.step))
+    _sync_best_checkpoint(tracker, ckpt, best_ckpt, state)
+    train_iter.set_state(data_state)
+    hooks.restore(meta)
+    logging.info("Resuming from step %d (checkpoint %s)", int(state.step),
+                 os.path.join(ckpt.directory, str(latest)))
+    if meta.get("vocab_size") != vocab_size:
+      raise errors.WorkdirError(f"checkpoint {latest} has vocab_size "
+                                f"{meta.get('vocab_size')}, the workdir's vocab.json "
+                                f"{vocab_size}")
+  if jax.process_index() == 0:
+    workdir_lib.trim_metrics(workdir, int(state.step))
+  return state
+
+
+def _stop_reason(tracker, hooks, state) -> str | None:
+  if tracker.stopped:
+    return (f"early stopping, validation {tracker.metric} has not improved for "
+            f"{tracker.evals_since_best} evaluations (best {tracker.best_value:.4f} at step "
+            f"{tracker.best_step})")
+  return hooks.stop_reason(state)
 
 
 def _best_variables(best_ckpt, best_step, state):
@@ -181,32 +198,6 @@ def _sync_best_checkpoint(tracker, ckpt, best_ckpt, state):
   else:
     logging.warning("The best validation step %d has no checkpoint left; the final "
                     "test metrics will use the last model", tracker.best_step)
-
-
-def _observe_plateau(config, state, tracker, best_ckpt, valid, step):
-  """The plateau learning-rate schedule after a validation (optim.py): feeds it
-  the monitored metric; after a reduction, restarts from the best validation
-  checkpoint when `lr_schedule.restore_best` (the authors' code reloads the best
-  model at every decay). Returns the (placed) state."""
-  schedule = config.train.lr_schedule
-  value = float(valid[tracker.metric])
-  if not early_stopping.LOWER_IS_BETTER[tracker.metric]:
-    value = -value
-  local = steps.local_state(state)
-  opt_state, decayed = optim.observe_validation(config.train, local.opt_state, value)
-  if decayed:
-    logging.info("Step %d: validation %s has not improved for %d validations; learning "
-                 "rate reduced to %g (reduction %d of %d)", step, tracker.metric,
-                 schedule.patience, optim.learning_rate(config.train, opt_state),
-                 optim.num_decays(config.train, opt_state), schedule.max_decays)
-    if schedule.restore_best and tracker.best_step in best_ckpt.all_steps():
-      best_ckpt.wait_until_finished()
-      best_state, _, _ = best_ckpt.restore(tracker.best_step, local)
-      local = best_state.replace(step=local.step)
-      opt_state = local.opt_state._replace(plateau=opt_state.plateau)
-      logging.info("Step %d: restarting from the best validation checkpoint (step %d)",
-                   step, tracker.best_step)
-  return steps.place_state(local.replace(opt_state=opt_state))
 
 
 def write_samples(model, params, vocab, splits, config, sample_key, workdir, labels=None,
@@ -252,9 +243,91 @@ def write_samples(model, params, vocab, splits, config, sample_key, workdir, lab
       lines.append(f" out: {vocab.decode(out)}")
   text = "\n".join(lines) + "\n"
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "samples.txt"), "w", encoding="utf-8") as f:
-      f.write(text)
+    fileio.write_atomic(os.path.join(workdir, "samples.txt"), text)
   logging.info("Samples:\n%s", text)
+
+
+@dataclasses.dataclass
+class Run:
+  """What the loop works with besides the train state."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  data: prepared.Prepared
+  model: models.TextVAE
+  keys: Keys
+  state: steps.TrainState      # restored (or fresh), placed for the pmapped steps
+  start_step: int
+  train_iter: object
+  ckpt: checkpoints.Checkpointer
+  best_ckpt: checkpoints.Checkpointer
+  tracker: early_stopping.Tracker
+  hooks: hooks_lib.Hooks
+  writer: object
+  log: TrainLog
+
+  def evaluate(self, split: str, variables) -> dict:
+    """IW-NLL with a small K, ELBO, KL, MI and AU: the curves show MI and AU
+    over time."""
+    c = self.config
+    return evaluation.evaluate_split(
+        self.model, steps.replicate(variables), self.data.splits[split],
+        num_samples=c.train.eval_importance_samples, batch_size=c.train.eval_batch_size,
+        key=self.keys.eval, pad_multiple=c.data.pad_multiple, condition=self.data.condition,
+        buckets=self.data.buckets)
+
+  def save(self, step: int, state, checkpointer) -> None:
+    meta = {"step": step, "vocab_size": len(self.data.vocab),
+            "config": json.loads(self.config.to_json()),
+            "vocab_sha256": workdir_lib.vocab_digest(self.data.vocab.tokens),
+            "early_stopping": self.tracker.to_meta(), **self.hooks.meta()}
+    self.writer.flush()  # every metric up to `step` is on disk before checkpoint `step`
+    checkpointer.save(step, steps.local_state(state), self.train_iter.get_state(), meta)
+
+
+def _setup(config, workdir) -> Run:
+  """Data, model, the state of the newest complete checkpoint (or a fresh one),
+  iterators, checkpointers, early stopping, hooks and metric writers."""
+  workdir_lib.check_compatible(config, workdir)
+  workdir_lib.check_checkpoint(config, workdir)  # vocabulary and model vs the checkpoint
+  _warn_if_stopped_nonfinite(workdir)
+  with parallel.process_zero_first("prepare_data"):  # shared TFDS dir and vocab.json
+    data = prepared.prepare(config, workdir)
+  if jax.process_index() == 0:
+    workdir_lib.save_config(config, workdir)
+  model = models.create_model(config.model, len(data.vocab),
+                              len(data.labels) if data.labels else 0)
+  keys = Keys(*jax.random.split(jax.random.key(config.seed), 4))
+  state = steps.create_train_state(model, keys.init, config.train)
+  logging.info("Model %s: %d parameters, vocabulary %d", config.model.kind,
+               sum(x.size for x in jax.tree_util.tree_leaves(state.params)), len(data.vocab))
+  make_dataset = lambda seed: data.train_dataset(batch_size=config.train.batch_size, seed=seed)
+  train_iter = iter(make_dataset(config.seed))
+  ckpt = checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)
+  best_ckpt = checkpoints.Checkpointer(workdir, 1, subdir="best")
+  tracker = early_stopping.Tracker.from_config(config)
+  hooks = hooks_lib.create(config, hooks_lib.Context(
+      model=model, init_key=keys.init, train_key=keys.train, make_train_dataset=make_dataset,
+      best_checkpointer=best_ckpt, tracker=tracker))
+  state = _resume(state, workdir, ckpt, best_ckpt, tracker, train_iter, hooks, len(data.vocab))
+  writer = metric_writers_lib.create_writer(workdir, just_logging=jax.process_index() > 0)
+  if int(state.step) == 0:
+    writer.write_hparams(_flat_hparams(config))
+  return Run(config, workdir, data, model, keys, steps.place_state(state), int(state.step),
+             train_iter, ckpt, best_ckpt, tracker, hooks, writer, TrainLog(writer, workdir))
+
+
+def _after_validation(run: Run, step: int, state, valid: dict):
+  """Logs the validation, saves a new best to workdir/best, runs the hooks."""
+  run.writer.write_scalars(step, {f"valid/{k}": v for k, v in valid.items()
+                                  if isinstance(v, (int, float))})
+  if run.tracker.update(step, valid):
+    run.save(step, state, run.best_ckpt)
+    logging.info("Step %d: best validation %s so far, %.4f; saved to %s", step,
+                 run.tracker.metric, run.tracker.best_value, run.best_ckpt.directory)
+  state = run.hooks.after_validation(step, state, valid)
+  if scalars := run.hooks.validation_scalars():
+    run.writer.write_scalars(step, scalars)
+  return state
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -271,251 +344,85 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  workdir_lib.check_compatible(config, workdir)
-  workdir_lib.check_checkpoint(config, workdir)  # vocabulary and model vs the checkpoint
-
-  marker = os.path.join(workdir, NAN_MARKER)
-  if os.path.exists(marker):
-    with open(marker, encoding="utf-8") as f:
-      info = json.load(f)
-    good = info["last_good_checkpoint"]
-    logging.warning("The previous run stopped at step %s on non-finite %s=%s; %s.",
-                    info["step"], info["metric"], info["value"],
-                    f"resuming from the last good checkpoint (step {good})" if good is not None
-                    else "it had saved no checkpoint: starting from scratch")
-
-  with parallel.process_zero_first("prepare_data"):  # shared TFDS dir and vocab.json
-    vocab, splits = prepare_data(config, workdir)
-  labels = prepare_labels(config, splits, workdir)
-  condition = labels.feature if labels is not None else ""
-  if jax.process_index() == 0:
-    workdir_lib.save_config(config, workdir)
-  model = models.create_model(config.model, len(vocab), len(labels) if labels else 0)
-
-  init_key, train_key, eval_key, sample_key = jax.random.split(
-      jax.random.key(config.seed), 4)
-  state = steps.create_train_state(model, init_key, config.train)
-  num_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
-  logging.info("Model %s: %d parameters, vocabulary %d", config.model.kind, num_params,
-               len(vocab))
-
-  # One compiled program per padded length: at most max_buckets of them.
-  buckets = pipeline.batch_buckets(config.data, splits["train"].lengths)
-  padding = pipeline.padding_summary(
-      splits["train"].lengths, buckets, batch_size=config.train.batch_size, seed=config.seed,
-      pool_batches=config.data.pool_batches, pad_multiple=config.data.pad_multiple)
-  logging.info("Padding: %d bucket lengths for %d distinct training lengths (%s); an epoch "
-               "of batches holds %.4f padded tokens per real one (padding waste %.2f%%; "
-               "%.2f%% if padded to each batch's longest sentence)", len(buckets),
-               len(np.unique(splits["train"].lengths)), " ".join(map(str, buckets)),
-               1 + padding["waste"], 100 * padding["waste"], 100 * padding["exact_waste"])
-  train_source = pipeline.train_dataset(
-      splits["train"], global_batch_size=config.train.batch_size, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-      pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches,
-      condition=condition, buckets=buckets)
-  train_iter = iter(train_source)
-
-  aggressive = _aggressive_config(config)
-  aggr = {"active": bool(aggressive), "prev_mi": None, "inner_steps": []}
-  inner_iter = None
-  if aggressive:  # the inner steps' fresh batches: a second, independent iterator
-    inner_iter = iter(pipeline.train_dataset(
-        splits["train"], global_batch_size=config.train.batch_size, seed=config.seed + 1,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        pad_multiple=config.data.pad_multiple, pool_batches=config.data.pool_batches,
-        condition=condition, buckets=buckets))
-
-  ckpt = checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)
-  best_ckpt = checkpoints.Checkpointer(workdir, 1, subdir="best")
-  tracker = early_stopping.Tracker.from_config(config)
-  start_step = 0
-  # The newest step that restores completely; unreadable newer ones are moved aside.
-  restored = checkpoints.restore_newest(ckpt, lambda s: ckpt.restore(s, state), move_aside=True)
-  latest = None if restored is None else restored[0]
-  if restored is not None:
-    state, data_state, meta = restored[1]
-    if "early_stopping" in meta:
-      tracker.restore(meta["early_stopping"])
-    else:  # a workdir started before the tracker: its validation history
-      tracker.replay(workdir_lib.metrics_path(workdir), int(state.step))
-    _sync_best_checkpoint(tracker, ckpt, best_ckpt, state)
-    train_iter.set_state(data_state)
-    if aggressive and "aggressive" in meta:
-      aggr.update(active=meta["aggressive"]["active"], prev_mi=meta["aggressive"]["prev_mi"])
-      inner_iter.set_state(meta["aggressive"]["inner_data"])
-    start_step = int(state.step)
-    logging.info("Resuming from step %d (checkpoint %s)", start_step,
-                 os.path.join(ckpt.directory, str(latest)))
-    if meta.get("vocab_size") != len(vocab):
-      raise errors.WorkdirError(f"checkpoint {latest} has vocab_size "
-                                f"{meta.get('vocab_size')}, the workdir's vocab.json "
-                                f"{len(vocab)}")
-  else:
-    logging.info("Starting from scratch in %s", workdir)
-
-  if jax.process_index() == 0:  # what a killed run logged past the step resumed from
-    workdir_lib.trim_metrics(workdir, start_step)
-  writer = metric_writers_lib.create_writer(workdir, just_logging=jax.process_index() > 0)
-  if start_step == 0:
-    writer.write_hparams(_flat_hparams(config))
-
+  run = _setup(config, workdir)
+  state, num_steps, last_valid = run.state, config.train.num_steps, {}
   p_train_step = steps.pmap_train_step(config.train)
-  if aggressive:
-    p_decoder_step = steps.pmap_train_step(config.train, parts=("decoder",))
-    p_encoder_step = steps.pmap_encoder_step(config.train)
-    inner_key = steps.inner_key(train_key)
-  pretrain_steps = int(config.train.get("pretrain_steps", 0) or 0)
-  state = steps.place_state(state)
-  num_steps = config.train.num_steps
-  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
-
-  def run_eval(split_name, variables=None):
-    # IW-NLL with a small K, ELBO, KL, MI and AU: the curves show MI and AU over time.
-    if variables is None:
-      variables = steps.local_state(state).variables()
-    return evaluation.evaluate_split(
-        model, steps.replicate(variables), splits[split_name],
-        num_samples=config.train.eval_importance_samples,
-        batch_size=config.train.eval_batch_size, key=eval_key,
-        pad_multiple=config.data.pad_multiple, condition=condition, buckets=buckets)
-
-  def checkpoint_meta(step):
-    return {"step": step, "vocab_size": len(vocab), "config": json.loads(config.to_json()),
-            "vocab_sha256": workdir_lib.vocab_digest(vocab.tokens),
-            "early_stopping": tracker.to_meta()}
-
-  def save(step):
-    meta = checkpoint_meta(step)
-    if aggressive:  # exact resume: the switch, the last MI and the inner batches
-      meta["aggressive"] = {"active": aggr["active"], "prev_mi": aggr["prev_mi"],
-                            "inner_data": inner_iter.get_state()}
-    writer.flush()  # every metric up to `step` is on disk before checkpoint `step`
-    ckpt.save(step, steps.local_state(state), train_iter.get_state(), meta)
-
-  window, window_start, last_valid = [], time.time(), {}
+  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=run.writer)
   in_flight = parallel.DispatchBound()
-  schedule = config.train.get("lr_schedule", None)
-  plateau = schedule is not None and schedule.get("name", "constant") == "plateau"
-  lr_done = optim.schedule_finished(config.train, steps.local_state(state).opt_state)
-  stopped = tracker.stopped or lr_done
-  done_at_start = start_step >= num_steps or stopped
-  if stopped:
-    logging.info("Training already stopped (%s; best %s=%.4f at step %d)",
-                 "last learning-rate reduction" if lr_done else "early stopping",
-                 tracker.metric, tracker.best_value, tracker.best_step)
-  for step in range(start_step + 1, 0 if stopped else num_steps + 1):
+  stop = _stop_reason(run.tracker, run.hooks, state)
+  if stop:
+    logging.info("Training already stopped: %s", stop)
+  for step in range(int(steps.local_state(state).step) + 1, num_steps + 1):
+    if stop:
+      break
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
-      if pretrain_steps and step == pretrain_steps + 1:
-        # Li et al. 2019: the autoencoder phase is over; fresh decoder, VAE from here.
-        state = steps.place_state(steps.reinit_decoder(
-            steps.local_state(state), model, init_key, config.train))
-        logging.info("Step %d: autoencoder pretraining done (%d steps); decoder "
-                     "re-initialised", step, pretrain_steps)
-      batch = parallel.shard(next(train_iter))
-      if aggressive and aggr["active"]:
-        state = _aggressive_inner(state, batch, inner_iter, p_encoder_step, inner_key,
-                                  aggressive, aggr)
-        state, metrics = p_decoder_step(state, batch, train_key)
-      else:
-        state, metrics = p_train_step(state, batch, train_key)
-    window.append(metrics)
+      state = run.hooks.before_step(step, state)
+      batch = parallel.shard(next(run.train_iter))
+      state, metrics = (run.hooks.train_step(step, state, batch)
+                        or p_train_step(state, batch, run.keys.train))
+    run.log.append(metrics)
     in_flight.push(metrics)
     report(step)
-    is_last = step == num_steps
-    do_eval = step % config.train.eval_every_steps == 0 or is_last
-    do_ckpt = step % config.train.checkpoint_every_steps == 0 or is_last
+    do_eval = step % config.train.eval_every_steps == 0 or step == num_steps
+    do_ckpt = step % config.train.checkpoint_every_steps == 0 or step == num_steps
     if step % config.train.log_every_steps == 0 or do_eval or do_ckpt:
-      fetched = _fetch_window(window, step - len(window) + 1, ckpt.latest_step(), workdir)
-      scalars, sums = _train_scalars(fetched)
-      if aggressive:
-        scalars["train/aggressive"] = float(aggr["active"])
-        if aggr["inner_steps"]:
-          scalars["train/inner_steps"] = float(np.mean(aggr["inner_steps"]))
-        aggr["inner_steps"] = []
-      elapsed = time.time() - window_start
-      scalars["train/tokens_per_s"] = sums["num_tokens"] / elapsed
-      writer.write_scalars(step, scalars)
-      window, window_start = [], time.time()
+      run.log.write(step, run.ckpt.latest_step(), run.hooks.train_scalars())
     if do_eval:
       with report.timed("eval"):
-        valid = run_eval("valid")
-      last_valid = valid
-      if aggressive and aggr["active"]:
-        aggr["active"] = steps.aggressive_still_on(True, aggr["prev_mi"], valid["mi"])
-        if not aggr["active"]:
-          logging.info("Step %d: validation MI %.4f did not increase (previous %s): "
-                       "aggressive training switched off", step, valid["mi"], aggr["prev_mi"])
-        aggr["prev_mi"] = float(valid["mi"])
-      writer.write_scalars(step, {f"valid/{k}": v for k, v in valid.items()
-                                  if isinstance(v, (int, float))})
-      if tracker.update(step, valid):
-        writer.flush()
-        best_ckpt.save(step, steps.local_state(state), train_iter.get_state(),
-                       checkpoint_meta(step))
-        logging.info("Step %d: best validation %s so far, %.4f; saved to %s", step,
-                     tracker.metric, tracker.best_value, best_ckpt.directory)
-      if plateau and step >= schedule.start_step:
-        state = _observe_plateau(config, state, tracker, best_ckpt, valid, step)
-        lr_done = optim.schedule_finished(config.train, steps.local_state(state).opt_state)
-      if plateau:
-        writer.write_scalars(step, {"train/learning_rate": optim.learning_rate(
-            config.train, steps.local_state(state).opt_state)})
-      if tracker.stopped:
-        logging.info("Step %d: early stopping, validation %s has not improved for %d "
-                     "evaluations (best %.4f at step %d)", step, tracker.metric,
-                     tracker.evals_since_best, tracker.best_value, tracker.best_step)
-      if lr_done:
-        logging.info("Step %d: the learning rate was reduced %d times: training stops "
-                     "(best %s %.4f at step %d)", step, schedule.max_decays, tracker.metric,
-                     tracker.best_value, tracker.best_step)
-      stopped = tracker.stopped or lr_done
-      if stopped:
-        do_ckpt = True
-    if do_ckpt:
+        last_valid = run.evaluate("valid", steps.local_state(state).variables())
+      state = _after_validation(run, step, state, last_valid)
+      stop = _stop_reason(run.tracker, run.hooks, state)
+      if stop:
+        logging.info("Step %d: training stops: %s", step, stop)
+    if do_ckpt or stop:
       with report.timed("checkpoint"):
-        save(step)
-      if jax.process_index() == 0 and os.path.exists(marker):
-        os.remove(marker)
+        run.save(step, state, run.ckpt)
+      _clear_nonfinite_marker(workdir)
     if do_eval:
-      window_start = time.time()  # throughput excludes evaluation and saving
-    if stopped:
-      break
+      run.log.restart_clock()  # throughput excludes evaluation and saving
+  return _finish(run, state, last_valid)
 
-  ckpt.wait_until_finished()
-  best_ckpt.wait_until_finished()
-  final_step = int(steps.local_state(state).step)
-  results = {"step": final_step}
-  if not done_at_start or not os.path.exists(os.path.join(workdir, "final_metrics.json")):
-    results["valid"] = last_valid or run_eval("valid")
+
+def _finish(run: Run, state, last_valid: dict) -> dict:
+  """The final metrics (validation, and test on the model selected on
+  validation), prior samples and reconstructions, in final_metrics.json and
+  samples.txt; read back when a rerun had nothing left to train. Then every
+  process waits for the others."""
+  run.ckpt.wait_until_finished()
+  run.best_ckpt.wait_until_finished()
+  config, tracker, best_ckpt = run.config, run.tracker, run.best_ckpt
+  path = os.path.join(run.workdir, "final_metrics.json")
+  local = steps.local_state(state)
+  final_step = int(local.step)
+  if final_step == run.start_step and os.path.exists(path):
+    logging.info("Already trained to step %d; nothing to do.", final_step)
+    with open(path, encoding="utf-8") as f:
+      results = json.load(f)
+  else:
+    results = {"step": final_step,
+               "valid": last_valid or run.evaluate("valid", local.variables())}
     if (tracker.best_step is not None and tracker.best_step != final_step
         and tracker.best_step in best_ckpt.all_steps()):
       # The model selected on validation data is the one reported on test.
       best_vars = _best_variables(best_ckpt, tracker.best_step, state)
-      results["best_valid"] = run_eval("valid", best_vars)
-      results["test"] = run_eval("test", best_vars)
+      results["best_valid"] = run.evaluate("valid", best_vars)
+      results["test"] = run.evaluate("test", best_vars)
     else:
-      results["test"] = run_eval("test")
+      results["test"] = run.evaluate("test", local.variables())
     results["best_step"] = tracker.best_step
     results["early_stopping"] = tracker.to_meta()
-    opt_state = steps.local_state(state).opt_state
-    results["lr_schedule"] = {"learning_rate": optim.learning_rate(config.train, opt_state),
-                              "decays": optim.num_decays(config.train, opt_state),
-                              "finished": lr_done}
-    writer.write_scalars(final_step, {f"test/{k}": v for k, v in results["test"].items()
-                                      if isinstance(v, (int, float))})
-    params = steps.local_state(state).variables()
-    write_samples(model, params, vocab, splits, config, sample_key, workdir, labels,
-                  buckets=buckets)
+    results["lr_schedule"] = {
+        "learning_rate": optim.learning_rate(config.train, local.opt_state),
+        "decays": optim.num_decays(config.train, local.opt_state),
+        "finished": optim.schedule_finished(config.train, local.opt_state)}
+    run.writer.write_scalars(final_step, {f"test/{k}": v for k, v in results["test"].items()
+                                          if isinstance(v, (int, float))})
+    write_samples(run.model, local.variables(), run.data.vocab, run.data.splits, config,
+                  run.keys.sample, run.workdir, run.data.labels, buckets=run.data.buckets)
     if jax.process_index() == 0:
-      with open(os.path.join(workdir, "final_metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
-  else:
-    with open(os.path.join(workdir, "final_metrics.json"), encoding="utf-8") as f:
-      results = json.load(f)
-    logging.info("Already trained to step %d; nothing to do.", final_step)
-  writer.flush()
-  ckpt.close()
+      fileio.write_json(path, results, indent=2)
+  run.writer.flush()
+  run.ckpt.close()
   best_ckpt.close()
   # Every process waits for process 0's end-of-run files (samples, final
   # metrics): one that exits first waits alone at JAX's shutdown barrier, and
