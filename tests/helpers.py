@@ -80,3 +80,17 @@ def tiny_workdir(tmp_path_factory):
                          checkpoint_every_steps=60, num_samples=2)
     train.train_and_evaluate(config, workdir)
   return workdir
+
+
+def assert_same_training(run_a, run_b):
+  """Two runs of the same steps, (losses, final train state) each, e.g. on 1
+  and on 4 devices, agree up to the order of float sums, and the steps did
+  change the loss."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  (losses_a, state_a), (losses_b, state_b) = run_a, run_b
+  np.testing.assert_allclose(losses_a, losses_b, rtol=1e-5, atol=1e-5)
+  for a, b in ((state_a.params, state_b.params), (state_a.batch_stats, state_b.batch_stats)):
+    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6),
+                           a, b)
+  assert losses_a[0] != losses_a[1]

@@ -1,4 +1,4 @@
-"""Posterior-collapse toolkit (issue 4): free bits, BN-VAE, aggressive inference
+"""Posterior-collapse toolkit: free bits, BN-VAE, aggressive inference
 training, autoencoder pretraining with a decoder reset, and their wiring into
 `train_and_evaluate`. The KL schedules' values are tested in test_objectives.py."""
 
@@ -20,6 +20,7 @@ from textvae import train
 from textvae.hooks import aggressive
 from textvae.hooks import pretrain
 from textvae.data import pipeline
+from tests import helpers
 
 
 def _fb(kind, target):
@@ -141,12 +142,7 @@ def test_free_bits_and_bn_four_devices_equal_one_device():
   means = np.sort(np.asarray(objectives.gaussian_kl_per_dim(mu, logvar).mean(0)))
   cfg = _train_config(_fb("per_dim", 4 * float(means[1] + means[2]) / 2))
   losses1, s1 = _run(1, model, cfg, batches)
-  losses4, s4 = _run(4, model, cfg, batches)
-  np.testing.assert_allclose(losses1, losses4, rtol=1e-5, atol=1e-5)
-  for a, b in ((s1.params, s4.params), (s1.batch_stats, s4.batch_stats)):
-    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6),
-                           a, b)
-  assert losses1[0] != losses1[1]
+  helpers.assert_same_training((losses1, s1), _run(4, model, cfg, batches))
   assert np.abs(np.asarray(s1.batch_stats["encoder"]["mu_bn"]["mean"])).max() > 0
 
 
@@ -314,8 +310,7 @@ def test_training_loop_with_every_remedy(tmp_path):
   results = train.train_and_evaluate(config, workdir)
   assert results["test"]["kl"] > 0 and np.isfinite(results["test"]["iw_nll"])
 
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    rows = [json.loads(l) for l in f]
+  rows = helpers.read_metrics(workdir)
   beta = {r["step"]: r["train/kl_weight"] for r in rows if "train/kl_weight" in r}
   assert [beta[s] for s in range(1, 9)] == [0.0] * 4 + [1.0] * 4
   inner = {r["step"]: r["train/inner_steps"] for r in rows if "train/inner_steps" in r}

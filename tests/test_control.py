@@ -1,6 +1,6 @@
 """Controlled generation: the label classifier, the latent direction, the
 generate and evaluate CLIs with labels, and a conditional run killed with -9
-and resumed bitwise (tests/test_reliability.py's machinery)."""
+and resumed bitwise (tests/cli_runs.py)."""
 
 import json
 import os
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_workdir
-from test_reliability import (CKPT_EVERY, REPO, cli, cli_env, kill_while_saving, log_text,
-                              read_metrics)
+from tests.cli_runs import (CKPT_EVERY, REPO, cli, cli_env, kill_while_saving, log_text,
+                              metrics_by_step)
 from textvae import conditioning
 from textvae import control
 from textvae import decoding
@@ -116,7 +116,7 @@ def test_conditional_kill_9_and_resume_is_bitwise(conditional_runs):
   assert a.model.num_labels == 2 and a.step == b.step == CONDITION["train.num_steps"]
   assert "prior_mu" in a.params["decoder"]
   jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
-  ma, mb = read_metrics(straight), read_metrics(killed)
+  ma, mb = metrics_by_step(straight), metrics_by_step(killed)
   assert set(ma) == set(mb) and not [k for k in ma if ma[k] != mb[k]]
   assert ma[(CONDITION["train.num_steps"], "valid/kl")] > 0
   with open(os.path.join(straight, "samples.txt"), encoding="utf-8") as f:

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from test_reliability import REPO, cli, cli_config, cli_env, log_text, wait_for
+from tests.cli_runs import REPO, cli, cli_config, cli_env, log_text, wait_for
 from textvae import checkpoints
 from textvae import generate
 from textvae import lock

@@ -19,7 +19,6 @@ from typing import Any, Mapping, Sequence
 
 from absl import logging
 
-from textvae import periodic_actions  # noqa: F401  (train.py imports it from here)
 
 
 class LoggingWriter:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from textvae import models
 from textvae import objectives
 from textvae import optim
 from textvae import parallel
@@ -40,13 +41,7 @@ class TrainState(train_state.TrainState):
 
   def variables(self) -> dict:
     """The variables for `model.apply` outside training (evaluation, decoding)."""
-    return _variables(self.params, self.batch_stats)
-
-
-def _variables(params, batch_stats):
-  if batch_stats:
-    return {"params": params, "batch_stats": batch_stats}
-  return {"params": params}
+    return models.variables(self.params, self.batch_stats)
 
 
 def update_parts(state: TrainState, grads, parts, *, count_step: bool):
@@ -119,7 +114,7 @@ def loss_and_grads(state, batch, rngs, beta, train_config):
 
   def loss_fn(params):
     outputs, mutated = state.apply_fn(
-        _variables(params, state.batch_stats), tokens, inputs, deterministic=False,
+        models.variables(params, state.batch_stats), tokens, inputs, deterministic=False,
         row_ids_B=row_ids, token_weights_BxT=token_weights, rngs=rngs,
         mutable=["batch_stats"], **labels)
     terms = objectives.elbo_terms(outputs, tokens)

@@ -30,7 +30,7 @@ from textvae import fileio
 from textvae import hooks as hooks_lib
 from textvae import lock
 from textvae import metric_writers as metric_writers_lib
-from textvae.metric_writers import periodic_actions
+from textvae import periodic_actions
 from textvae import models
 from textvae import objectives
 from textvae import optim
