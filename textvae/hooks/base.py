@@ -81,10 +81,7 @@ class Hooks:
     return None
 
   def train_scalars(self) -> dict:
-    out = {}
-    for h in self.hooks:
-      out.update(h.train_scalars())
-    return out
+    return {k: v for h in self.hooks for k, v in h.train_scalars().items()}
 
   def after_validation(self, step, state, valid):
     for h in self.hooks:
@@ -92,10 +89,7 @@ class Hooks:
     return state
 
   def validation_scalars(self) -> dict:
-    out = {}
-    for h in self.hooks:
-      out.update(h.validation_scalars())
-    return out
+    return {k: v for h in self.hooks for k, v in h.validation_scalars().items()}
 
   def stop_reason(self, state) -> str | None:
     for h in self.hooks:
