@@ -42,6 +42,7 @@ import optax
 from textvae import conditioning
 from textvae import decoding
 from textvae import errors
+from textvae import periodic_actions
 from textvae import reconstruction
 from textvae.data import pipeline
 from textvae.data.vocab import EOS_ID
@@ -225,6 +226,7 @@ def transfer_rows(model, params, rows: Sequence[np.ndarray], source_labels, targ
   repeat); outputs cut after </s>, in the rows' order."""
   out = []
   source_labels = np.asarray(source_labels, np.int32)
+  progress = periodic_actions.Progress(f"transfer to label {target_label}", len(rows))
   for i, idx in enumerate(_batches(len(rows), batch_size)):
     batch = [rows[j] for j in idx] + [np.asarray([EOS_ID], np.int32)] * (batch_size - len(idx))
     labels = np.zeros(batch_size, np.int32)
@@ -233,6 +235,8 @@ def transfer_rows(model, params, rows: Sequence[np.ndarray], source_labels, targ
                       jax.random.fold_in(key, i), max_length=max_length, direction=direction,
                       **generate_kwargs)
     out += [reconstruction.strip(t) for t in tokens[:len(idx)]]
+    progress.update(len(idx))
+  progress.finish()
   return out
 
 

@@ -45,6 +45,7 @@ import numpy as np
 
 from textvae import errors
 from textvae import models
+from textvae import periodic_actions
 from textvae.data import pipeline
 from textvae.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
@@ -345,10 +346,13 @@ def encode_split(model, params, split, *, batch_size: int = 256, labels=None,
   Z = latent_dim(model)
   mu = np.zeros((n, Z), np.float32)
   logvar = np.zeros((n, Z), np.float32)
+  progress = periodic_actions.Progress(f"encoding {split.name}", n)
   for idx, rows, batch_labels in length_sorted_batches(split, batch_size, labels):
     m, lv = posterior(model, params, pad_batch(rows, buckets), batch_labels)
     mu[idx] = np.asarray(m)[:len(idx)]
     logvar[idx] = np.asarray(lv)[:len(idx)]
+    progress.update(len(idx))
+  progress.finish()
   return mu, logvar
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from textvae import models
 from textvae import objectives
 from textvae import parallel
+from textvae import periodic_actions
 from textvae import steps
 from textvae.data import pipeline
 
@@ -137,6 +138,10 @@ def collect(model, params_repl, split: pipeline.EncodedSplit, *, num_samples: in
       raise ValueError(f"eval batch_size={batch_size} does not split over {num_local} devices")
   chunk = choose_chunk(num_samples, chunk_size)
   post_fn, chunk_fn = pmapped_kernels(model, chunk, tuple(devices) if devices else None)
+  latent = int(getattr(model, "latent_dim", 0) or 0)
+  progress = _BatchProgress(
+      f"IW evaluation of {split.name}" + (f", K={num_samples}" if latent else ""),
+      len(split), batch_size)
   pieces = []
   for i, batch in enumerate(pipeline.eval_batches(
       split, global_batch_size=batch_size, process_index=jax.process_index(),
@@ -152,6 +157,8 @@ def collect(model, params_repl, split: pipeline.EncodedSplit, *, num_samples: in
       post["log_w_KxB"] = [c[0] for c in chunks]
       post["log_pxz_KxB"] = [c[1] for c in chunks]
     pieces.append(post)
+    progress.poll(pieces)
+  progress.wait(pieces)
   pieces = [_reduce_samples(p) for p in jax.device_get(pieces)]
   merged = {k: np.concatenate([p[k].reshape((p[k].shape[0] * p[k].shape[1],) + p[k].shape[2:])
                               for p in pieces])
@@ -163,6 +170,36 @@ def collect(model, params_repl, split: pipeline.EncodedSplit, *, num_samples: in
     gathered = multihost_utils.process_allgather(merged, tiled=False)
     merged = {k: np.concatenate(list(v)) for k, v in gathered.items()}
   return merged
+
+
+class _BatchProgress:
+  """Progress of the asynchronously dispatched batches of `collect`, counted in
+  sentences of the global batch (every process counts the same). During the
+  loop a batch counts when all its outputs are ready, checked without blocking
+  (`is_ready`), so the loop gains no host-device sync; after it, `wait` blocks
+  on the batches in order, which the final `device_get` would have done anyway."""
+
+  def __init__(self, what: str, num_sentences: int, batch_size: int):
+    self._progress = periodic_actions.Progress(what, num_sentences)
+    self._n, self._batch_size = num_sentences, batch_size
+    self._ready = 0  # batches counted so far
+
+  def _count(self):
+    start = self._ready * self._batch_size
+    self._progress.update(max(min(self._batch_size, self._n - start), 0))
+    self._ready += 1
+
+  def poll(self, pieces):
+    while self._ready < len(pieces) and all(
+        getattr(x, "is_ready", lambda: True)()
+        for x in jax.tree_util.tree_leaves(pieces[self._ready])):
+      self._count()
+
+  def wait(self, pieces):
+    while self._ready < len(pieces):
+      jax.block_until_ready(pieces[self._ready])
+      self._count()
+    self._progress.finish()
 
 
 def _reduce_samples(piece):

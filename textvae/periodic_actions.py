@@ -1,10 +1,17 @@
-"""Progress reports of the training loop, after clu's `ReportProgress`.
+"""Progress reports of long work: the training loop's `ReportProgress`, and
+`Progress` for everything else that loops over a split (evaluation,
+reconstruction, encoding, control, dataset preparation).
 
-clu's own (`clu.periodic_actions`) imports `clu.metric_writers`, which needs
-TensorFlow (see metric_writers.py). Same behaviour: the first call never
-reports; then every `every_secs` and at step `num_train_steps` it logs steps/s,
-progress, ETA and the share of time in each `timed` part, and writes the scalars
-`steps_per_sec` and `uptime`.
+`ReportProgress` follows clu's (`clu.periodic_actions`, which imports
+`clu.metric_writers`, which needs TensorFlow; see metric_writers.py). Same
+behaviour: the first call never reports; then every `every_secs` and at step
+`num_train_steps` it logs steps/s, progress, ETA and the share of time in each
+`timed` part, and writes the scalars `steps_per_sec` and `uptime`.
+
+`Progress(what, total)` counts units done (`update(n)`) and logs, through absl
+logging at INFO (which pytest does not show), at most every `every_secs` and
+once at the end: done/total, percent, units/s and ETA, rate and ETA from the
+wall time since it was made.
 """
 
 from __future__ import annotations
@@ -18,10 +25,19 @@ from absl import logging
 
 
 def _format_secs(secs: float) -> str:
-  """123456.7 -> '1d10h17m'."""
+  """57.3 -> '57s'; 65.2 -> '1m05s'; 123456.7 -> '1d10h17m'."""
+  secs = max(secs, 0.0)
+  if secs < 3600:
+    minutes, secs = divmod(int(secs), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
   days, secs = divmod(int(secs), 24 * 3600)
   hours, secs = divmod(secs, 3600)
   return (f"{days}d" if days else "") + (f"{hours}h" if hours else "") + f"{secs // 60}m"
+
+
+def _took(secs: float) -> str:
+  """2.34 -> '2.3s'; else as _format_secs."""
+  return f"{secs:.1f}s" if secs < 60 else _format_secs(secs)
 
 
 class ReportProgress:
@@ -75,3 +91,61 @@ class ReportProgress:
       yield
     finally:
       self._time_per_part[name] += time.monotonic() - start
+
+
+class Progress:
+  """Progress of `total` units of work (sentences, lines, examples): call
+  `update(n)` after each n units, and `finish()` after the last. Logs
+
+    <what>: 1,200/3,761 sentences (31.9%), 45.1 sentences/s, ETA 57s
+
+  when `every_secs` have passed since the previous line (or since the start),
+  and once at the end (done == total, or `finish()`), with the time taken in
+  place of the ETA. `total` None: a count of unknown size (no percent, no ETA).
+  Count from host-side sizes (batch rows, lines read): reading a device array
+  to count would add a host-device sync to the loop. `time_fn` is for tests."""
+
+  def __init__(self, what: str, total: int | None, unit: str = "sentences",
+               every_secs: float = 30.0, time_fn=time.monotonic):
+    self.what, self.total, self.unit = what, total, unit
+    self.done = 0
+    self._every_secs = every_secs
+    self._time = time_fn
+    self._start = self._last = time_fn()
+    self._finished = False
+
+  def update(self, n: int = 1) -> None:
+    self.done += int(n)
+    if self._finished:
+      return
+    if self.total is not None and self.done >= self.total:
+      self.finish()
+      return
+    t = self._time()
+    if t - self._last >= self._every_secs:
+      self._last = t
+      logging.info("%s", self.message(t))
+
+  def finish(self) -> None:
+    """Logs the final line, once."""
+    if not self._finished:
+      self._finished = True
+      logging.info("%s", self.message(self._time(), final=True))
+
+  def message(self, t: float, final: bool = False) -> str:
+    elapsed = t - self._start
+    if self.total is None:
+      out = f"{self.what}: {self.done:,} {self.unit}"
+    else:
+      pct = 100.0 * self.done / self.total if self.total else 100.0
+      out = f"{self.what}: {self.done:,}/{self.total:,} {self.unit} ({pct:.1f}%)"
+    if elapsed > 0:
+      rate = self.done / elapsed
+      out += f", {rate:.1f} {self.unit}/s"
+      if final:
+        out += f", took {_took(elapsed)}"
+      elif self.total is not None and rate > 0:
+        out += f", ETA {_format_secs(max(self.total - self.done, 0) / rate)}"
+    elif final:
+      out += f", took {_took(elapsed)}"
+    return out

@@ -20,6 +20,7 @@ import numpy as np
 import sacrebleu
 
 from textvae import decoding
+from textvae import periodic_actions
 from textvae.data.vocab import EOS_ID, PAD_ID
 
 
@@ -75,6 +76,7 @@ def reconstruct_split(model, params, split, *, batch_size: int = 256,
   if max_length is None:
     max_length = int(split.lengths.max()) + 10 if n else 1
   out: list[np.ndarray] = [np.zeros(0, np.int32)] * n
+  progress = periodic_actions.Progress(f"reconstruction of {split.name}", n)
   for idx, rows, batch_labels in decoding.length_sorted_batches(split, batch_size, labels):
     mu = decoding.posterior_mean(model, params, decoding.pad_batch(rows, buckets),
                                  batch_labels)
@@ -82,6 +84,8 @@ def reconstruct_split(model, params, split, *, batch_size: int = 256,
                                           strategy="greedy", labels=batch_labels))
     for j, i in enumerate(idx):
       out[i] = strip(tokens[j])
+    progress.update(len(idx))
+  progress.finish()
   return out
 
 

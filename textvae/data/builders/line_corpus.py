@@ -38,6 +38,7 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from textvae import errors
+from textvae import periodic_actions
 from textvae.data.builders import lines
 
 ENCODING_ERRORS = ("strict", "replace", "ignore")
@@ -165,9 +166,13 @@ def check_and_label(layout: dict[str, tuple[Part, ...]], paths: dict[str, str], 
 
 def examples(parts: list[tuple[str, Part]], *, errors: str = "strict",
              label_column: int = lines.NO_LABEL,
-             label_ids: dict[str, int] | None = None) -> Iterator[tuple[int, dict]]:
+             label_ids: dict[str, int] | None = None,
+             what: str | None = None) -> Iterator[tuple[int, dict]]:
   """TFDS examples {'text': sentence[, 'label': class id]} of (path, part)
-  pairs, keyed 0, 1, ... in reading order."""
+  pairs, keyed 0, 1, ... in reading order; their count logged as they are
+  written (`what`, default the files' names)."""
+  what = what or "preparing " + ", ".join(dict.fromkeys(os.path.basename(p) for p, _ in parts))
+  progress = periodic_actions.Progress(what, None, unit="examples")
   key = 0
   for path, part in parts:
     for i, (_, sentence, label) in enumerate(
@@ -181,6 +186,8 @@ def examples(parts: list[tuple[str, Part]], *, errors: str = "strict",
         example["label"] = label_ids[part.label if part.label is not None else label]
       yield key, example
       key += 1
+      progress.update(1)
+  progress.finish()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,7 +318,8 @@ class LineCorpus(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         self.info.features["label"].names = values
       label_ids = {v: i for i, v in enumerate(values)}
     return {split: examples([(paths[p.file], p) for p in parts], errors=cfg.encoding_errors,
-                            label_column=cfg.label_column, label_ids=label_ids)
+                            label_column=cfg.label_column, label_ids=label_ids,
+                            what=f"preparing {self.name} {split}")
             for split, parts in layout.items()}
 
   def _download(self, dl_manager, files: list[str]) -> dict[str, str]:

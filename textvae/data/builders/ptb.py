@@ -85,7 +85,8 @@ class Ptb(tfds.core.GeneratorBasedBuilder):
               f"downloaded {URL + FILES[split]}: SHA-256 {digest}, expected "
               f"{SHA256[FILES[split]]}")
     text_files.check_nonempty(paths, "strict")
-    return {s: text_files.sentence_examples(p, "strict") for s, p in paths.items()}
+    return {s: text_files.sentence_examples(p, "strict", what=f"preparing ptb {s}")
+            for s, p in paths.items()}
 
   def _generate_examples(self, **kwargs):  # pragma: no cover - generators above
     raise NotImplementedError

@@ -18,6 +18,8 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from textvae import periodic_actions
+
 FACTORS = {
     "topic": ("sports", "food", "tech", "weather"),
     "sentiment": ("negative", "positive"),
@@ -126,9 +128,13 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     sizes = {"train": cfg.num_train, "valid": cfg.num_valid, "test": cfg.num_test}
     # One stream per split, so changing one split's size leaves the others alone.
-    return {split: self._generate_examples(seed=[cfg.seed, i], num=n)
+    return {split: self._generate_examples(seed=[cfg.seed, i], num=n, split=split)
             for i, (split, n) in enumerate(sizes.items())}
 
-  def _generate_examples(self, seed, num):
+  def _generate_examples(self, seed, num, split=""):
+    progress = periodic_actions.Progress(f"preparing synthetic {split}".rstrip(), num,
+                                         unit="examples")
     for i, (text, factors) in enumerate(generate(np.random.SeedSequence(seed).generate_state(1)[0], num)):
       yield i, {"text": text, **factors}
+      progress.update(1)
+    progress.finish()

@@ -67,9 +67,11 @@ def check_nonempty(paths: dict[str, str], encoding_errors: str) -> None:
                               {p: p for p in paths.values()}, errors=encoding_errors)
 
 
-def sentence_examples(path: str, encoding_errors: str):
-  """TFDS examples ({'text': sentence}) keyed in line order."""
-  return line_corpus.examples([(path, line_corpus.Part(path))], errors=encoding_errors)
+def sentence_examples(path: str, encoding_errors: str, what: str | None = None):
+  """TFDS examples ({'text': sentence}) keyed in line order (`what`: see
+  `line_corpus.examples`)."""
+  return line_corpus.examples([(path, line_corpus.Part(path))], errors=encoding_errors,
+                              what=what)
 
 
 def long_line_report(source_dir: str, split: str, max_length: int,
