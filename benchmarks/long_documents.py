@@ -80,7 +80,6 @@ _PTB_EVAL = flags.DEFINE_integer(
     "sentences (its end-of-run evaluation compiles once per eval batch length; only its "
     "training is measured). 0: the whole splits (config.data.name=ptb).")
 _CORPUS_SEED = flags.DEFINE_integer("corpus_seed", 0, "Seed of the document lengths.")
-flags.mark_flags_as_required(["config", "ptb_dir", "out_dir"])
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 SPLITS = ("train", "valid", "test")
@@ -161,14 +160,10 @@ def encoded_splits(config, workdir, names):
           for n, c in corpora.items()}
 
 
-def replay(config, splits, steps_trained, log_every, metrics_path):
-  """The padded length and real tokens of every step trained (the batch plan
-  replayed), the padding over those steps, and tokens/s over the logged windows
-  in which no batch of a new length appeared."""
+def plan_steps(config, train_split, buckets, steps_trained):
+  """Per step trained: the padded length and the real tokens of its batch; and
+  the first step of each padded length."""
   data = config.data
-  bs = config.train.batch_size
-  train_split = splits["train"]
-  buckets = pipeline.batch_buckets(data, train_split.lengths)
   plan = pipeline.TrainBatchPlan(train_split.lengths, config.train.batch_size, config.seed,
                                  data.pool_batches)
   padded, real, first_seen = [], [], {}
@@ -179,23 +174,44 @@ def replay(config, splits, steps_trained, log_every, metrics_path):
     padded.append(t)
     real.append(int(lengths.sum()))
     first_seen.setdefault(t, step)
+  return padded, real, first_seen
+
+
+def logged_windows(rows, real, first_seen):
+  """The training log's windows ({"step", "train/tokens_per_s"} rows): steps,
+  real tokens, seconds, and whether a batch of a new length was in it."""
   new_length_steps = set(first_seen.values())
-  rows = [json.loads(l) for l in open(metrics_path, encoding="utf-8")]
-  rows = [r for r in rows if "train/tokens_per_s" in r]
   windows, prev = [], 0
   for r in rows:
+    if "train/tokens_per_s" not in r:
+      continue
     s = int(r["step"])
     toks = sum(real[prev:s])
-    compiled = any(prev < x <= s for x in new_length_steps)
     windows.append({"end_step": s, "steps": s - prev, "tokens": toks,
-                    "seconds": toks / r["train/tokens_per_s"], "new_lengths": compiled})
+                    "seconds": toks / r["train/tokens_per_s"],
+                    "new_lengths": any(prev < x <= s for x in new_length_steps)})
     prev = s
+  return windows
+
+
+def replay(config, splits, steps_trained, log_every, metrics_path, eval_splits=True):
+  """The padded length and real tokens of every step trained (the batch plan
+  replayed), the padding over those steps, and tokens/s over the logged windows
+  in which no batch of a new length appeared."""
+  data = config.data
+  bs = config.train.batch_size
+  train_split = splits["train"]
+  buckets = pipeline.batch_buckets(data, train_split.lengths)
+  padded, real, first_seen = plan_steps(config, train_split, buckets, steps_trained)
+  rows = [json.loads(l) for l in open(metrics_path, encoding="utf-8")]
+  windows = logged_windows(rows, real, first_seen)
+  new_length_steps = set(first_seen.values())
   steady = [w for w in windows if not w["new_lengths"]]
   all_s = sum(w["seconds"] for w in windows)
   steady_s = sum(w["seconds"] for w in steady)
   eval_lengths = {}
   for n, split in splits.items():
-    if n == "train":
+    if n == "train" or not eval_splits:
       continue
     for size in sorted({config.train.eval_batch_size, _EVAL_BATCH.value}):
       key = f"{n}@batch{size}"
@@ -348,4 +364,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "ptb_dir", "out_dir"])
   app.run(main)
