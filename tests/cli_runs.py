@@ -11,8 +11,9 @@ import sys
 import time
 
 from configs import default
+from configs import override
 from textvae import lock
-from tests.helpers import REPO, override
+from tests.helpers import REPO
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 

@@ -1,5 +1,5 @@
 """What several test modules share: the repository root, the tiny synthetic
-training config, dotted-key overrides, the metrics of a workdir, its final
+training config, the metrics of a workdir, its final
 checkpoint, and the session's one tiny trained workdir."""
 
 import json
@@ -30,18 +30,6 @@ def tiny_config(tmp_path, **train_overrides):
   config.train.num_samples = 3
   for k, v in train_overrides.items():
     config.train[k] = v
-  return config
-
-
-def override(config, overrides: dict):
-  """Sets {'section.field': value, ...} on `config` (as --config.KEY=value
-  does); returns it."""
-  for key, value in overrides.items():
-    *sections, name = key.split(".")
-    node = config
-    for section in sections:
-      node = node[section]
-    node[name] = value
   return config
 
 

@@ -11,8 +11,8 @@ import pytest
 from configs import default
 from configs import ptb
 from configs import ptb_lstm
+from configs import override
 from tests.helpers import REPO
-from tests.helpers import override
 from textvae import config_checks
 from textvae import errors
 from textvae import train

@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from configs import default
+from configs import override
 from tests.helpers import REPO
-from tests.helpers import override
 from textvae import checkpoints
 from textvae import models
 from textvae import steps

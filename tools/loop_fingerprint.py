@@ -25,6 +25,7 @@ from absl import logging
 import jax
 import numpy as np
 
+import configs
 from configs import default
 from textvae import fileio
 from textvae import restore
@@ -67,13 +68,7 @@ def config_for(name):
   c.train.checkpoint_every_steps = 15
   c.train.num_samples = 2
   c.train.kl_schedule.warmup_steps = 20
-  for key, value in VARIANTS[name].items():
-    *sections, field = key.split(".")
-    node = c
-    for s in sections:
-      node = node[s]
-    node[field] = value
-  return c
+  return configs.override(c, VARIANTS[name])
 
 
 def _clean(x):
