@@ -1,5 +1,5 @@
 """Training CLI runs in subprocesses for the reliability tests: the tiny
-config as --config overrides, an environment of 2 CPU devices, and ways to
+config as --config overrides, an environment of 4 CPU devices, and ways to
 watch, freeze and SIGKILL a run at a given moment (a checkpoint being
 written)."""
 
@@ -14,14 +14,15 @@ from configs import default
 from configs import override
 from textvae import lock
 from tests.helpers import REPO
+from tests.helpers import xla_flags
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 
-# The CLI run of tests/test_train.py's tiny config, one padded length (one
-# compilation) and a metric line per step.
+# The CLI run of tests/helpers.py's tiny config (its data, model and
+# optimizer, so the same compiled steps), with a metric line per step.
 NUM_STEPS, CKPT_EVERY = 50, 10
 OVERRIDES = {
-    "data.synthetic_num_train": 640, "data.max_length": 32, "data.pad_multiple": 32,
+    "data.synthetic_num_train": 640, "data.pad_multiple": 24,
     "model.embed_dim": 16, "model.hidden_dim": 32, "model.latent_dim": 4,
     "train.batch_size": 16, "train.eval_batch_size": 200, "train.learning_rate": 1e-2,
     "train.num_steps": NUM_STEPS, "train.log_every_steps": 1,
@@ -49,8 +50,9 @@ def cli_config(tmp_path):
 
 def cli_env(tmp_path):
   env = dict(os.environ)
-  env.update(JAX_PLATFORMS="cpu",  # two devices: data-parallel, and cheaper than four
-             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  # Four devices, as in the pytest processes (tests/conftest.py): a CLI run and
+  # an in-process run of the same config then share their compiled programs.
+  env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(4))
   # Later runs load the first run's executables: seconds, not tens (the
   # suite's cache, tests/conftest.py, else one of this test's own).
   env.setdefault("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))

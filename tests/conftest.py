@@ -1,12 +1,13 @@
-"""Test set-up: four host CPU devices (for the multi-device tests), set before
-JAX is imported anywhere."""
+"""Test set-up: four host CPU devices (for the multi-device tests) and the
+suite's compile flags (tests/helpers.py), set before JAX is imported anywhere."""
 
 import os
 import shutil
 import tempfile
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=4").strip()
+from tests.helpers import xla_flags
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags(4)).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 # One persistent compilation cache for the whole run, its subprocesses (the
@@ -44,3 +45,21 @@ def _release_compiled_programs():
 def pytest_unconfigure(config):
   if _OWN_CACHE:  # pytest itself or xdist's controller, after every worker
     shutil.rmtree(os.environ.pop("TEXTVAE_TEST_JAX_CACHE"), ignore_errors=True)
+
+
+# The longest modules (pytest --durations on the 2-core machine), longest
+# first; every other module keeps its place after them. `--dist loadfile`
+# gives each module to one worker in this order (pytest.ini turns off xdist's
+# own reordering by test count), so no long module starts last while the
+# other worker has nothing left to do.
+LONGEST_MODULES = (
+    "test_multiprocess.py", "test_workdir_integrity.py", "test_control.py",
+    "test_reliability.py", "test_collapse.py", "test_evaluation.py",
+    "test_early_stopping.py", "test_remedy_resume.py", "test_steps.py", "test_train.py",
+    "test_conditional.py", "test_buckets.py", "test_schedule_resume.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+  rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

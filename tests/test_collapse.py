@@ -287,7 +287,7 @@ def test_training_loop_with_every_remedy(tmp_path):
   config = default.get_config()
   config.data.tfds_data_dir = str(tmp_path / "tfds")
   config.data.synthetic_num_train = 320
-  config.data.pad_multiple = 16
+  config.data.pad_multiple = 24  # one padded length: one compilation of each step
   config.model.embed_dim, config.model.hidden_dim, config.model.latent_dim = 8, 16, 4
   config.model.bn_gamma = 0.6
   config.train.batch_size = 16

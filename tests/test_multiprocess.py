@@ -27,6 +27,7 @@ import pytest
 from configs import default
 from configs import override
 from tests.helpers import REPO
+from tests.helpers import xla_flags
 from textvae import checkpoints
 from textvae import models
 from textvae import steps
@@ -59,7 +60,7 @@ def _flags(tfds_dir, workdir):
 
 def _env(num_devices, **extra):
   env = dict(os.environ)
-  env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+  env.update(XLA_FLAGS=xla_flags(num_devices),
              JAX_PLATFORMS="cpu", PYTHONPATH=REPO, **extra)
   for name in ("TEXTVAE_DISTRIBUTED", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES",
                "JAX_PROCESS_ID"):

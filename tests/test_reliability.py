@@ -22,6 +22,7 @@ from textvae.data import prepared
 from textvae.data import sources
 from textvae.data.builders import lines
 from tests.helpers import final_params
+from tests.helpers import xla_flags
 from tests.cli_runs import (CKPT_EVERY, NUM_STEPS, REPO, TMP_SUFFIX, assert_took_over_lock_of,
                             ckpt_names, cli,
                             cli_config, cli_env, count_lines, kill_while_saving, log_text,
@@ -230,16 +231,16 @@ def refused(config, workdir):
 
 
 def test_resume_on_another_device_count_continues_the_same_run(straight, tmp_path):
-  """Checkpoint 40 of the 2-device run resumed on 1 device: the same global
+  """Checkpoint 40 of the 4-device run resumed on 1 device: the same global
   batches and the same noise (keys folded per global row), so steps 41-50
-  equal the uninterrupted 2-device run's up to the order of float sums."""
+  equal the uninterrupted 4-device run's up to the order of float sums."""
   import shutil  # pylint: disable=import-outside-toplevel
   runs_tmp, straight_dir = straight
   workdir = str(tmp_path / "w")
   shutil.copytree(straight_dir, workdir)
   os.remove(os.path.join(workdir, "final_metrics.json"))
   shutil.rmtree(os.path.join(workdir, "checkpoints", str(NUM_STEPS)))
-  env = dict(cli_env(runs_tmp), XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(cli_env(runs_tmp), XLA_FLAGS=xla_flags(1))
   proc = subprocess.run(cli(workdir, runs_tmp), cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]

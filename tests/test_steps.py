@@ -67,7 +67,8 @@ def _run_steps(num_devices, batches, num_steps=3):
 def test_four_devices_equal_one_device():
   assert jax.device_count() >= 4, "conftest sets 4 host devices"
   rng = np.random.default_rng(1)
-  batches = [_batch(rng, n=8)[1] for _ in range(3)]
+  # One padded length: one compilation per device count.
+  batches = [_batch(rng, n=8, pad_multiple=10)[1] for _ in range(3)]
   losses1, params1, norms1 = _run_steps(1, batches)
   losses4, params4, norms4 = _run_steps(4, batches)
   np.testing.assert_allclose(losses1, losses4, rtol=1e-5, atol=1e-5)
