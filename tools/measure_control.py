@@ -4,7 +4,7 @@ method on an unconditional VAE, judged by the same classifier
 
   python tools/measure_control.py --name=synthetic --conditional=WC \
       --unconditional=WU --lm=WL [--split=test] [--samples=500] [--sources=1000] \
-      [--direction_scales=1,2] [--commands=commands.txt]
+      [--direction_scales=1,2] [--checkpoint=auto|best|latest] [--commands=commands.txt]
 
 writes results/control/NAME.json (every figure and example) and NAME.md (the
 tables; `--render` rewrites it from the JSON); --outputs=PATH also writes every
@@ -129,6 +129,9 @@ def markdown(name, runs, commands, split, goals, lm_likelihood=None) -> str:
     lines += [f"Goals: prior-sample accuracy >= {100 * goals['sample_accuracy']:.0f}%, transfer "
               f"accuracy >= {100 * goals['transfer_accuracy']:.0f}% with BLEU >= "
               f"{goals['transfer_bleu']}.", ""]
+  if "step" in first:
+    lines += ["Checkpoints: " + "; ".join(
+        f"{title}: step {r['step']} ({r['checkpoint']})" for title, r in runs) + ".", ""]
   content = "content_bleu" in first
   head = ("| method | label | sample acc. | transfer acc. | BLEU to source | "
           + ("content BLEU | " if content else "") + "sample PPL | transfer PPL |")
@@ -194,11 +197,15 @@ def main():
   ap.add_argument("--sources", type=int, default=1000)
   ap.add_argument("--direction_scales", default="1")
   ap.add_argument("--source_dir", default=None)
+  ap.add_argument("--checkpoint", default="auto", choices=("auto", "best", "latest"),
+                  help="the VAEs' checkpoint (auto: the best validation one when kept)")
   ap.add_argument("--commands", default=None)
   ap.add_argument("--render", action="store_true", help="only rewrite NAME.md from NAME.json")
   ap.add_argument("--outputs", default=None, help="write every generated sentence here")
+  ap.add_argument("--out_name", default=None, help="results/control/OUT_NAME.{json,md} "
+                  "(default: NAME)")
   args = ap.parse_args()
-  out = os.path.join(RESULTS, args.name)
+  out = os.path.join(RESULTS, args.out_name or args.name)
   if args.render:
     with open(out + ".json", encoding="utf-8") as f:
       saved = json.load(f)
@@ -210,6 +217,7 @@ def main():
   commands = open(args.commands, encoding="utf-8").read() if args.commands else ""
   commands += "\n" + " ".join(["python", "tools/measure_control.py"] + sys.argv[1:])
   common = dict(split=args.split, seed=0, fluency_lm_workdir=args.lm, keep_outputs=True,
+                checkpoint=args.checkpoint,
                 num_samples=args.samples, num_sources=args.sources, source_dir=args.source_dir)
   runs = []
   cond = evaluate.control_workdir(args.conditional, **common)
