@@ -27,7 +27,7 @@ With all six files: `--config.data.yelp_sentiment_split=standard` (validation
 then runs on the 63,483 dev sentences). A conditional VAE names the label in
 `--config.model.condition=label`.
 
-Controlled generation (results/control/yelp_sentiment.md, tools/measure_control.py):
+Controlled generation (results/control/README.md, tools/measure_control.py):
   cond    the conditional VAE of `label`, p(z|y) a learned Gaussian per label;
   uncond  the same VAE without the label (latent-direction method);
   lm      the RNNLM, the fluency judge.

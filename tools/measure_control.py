@@ -31,6 +31,7 @@ import numpy as np
 
 from textvae import evaluate
 from textvae import reconstruction
+from textvae import restore
 from textvae.data.builders import synthetic
 
 RESULTS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results", "control"))
@@ -197,7 +198,7 @@ def main():
   ap.add_argument("--sources", type=int, default=1000)
   ap.add_argument("--direction_scales", default="1")
   ap.add_argument("--source_dir", default=None)
-  ap.add_argument("--checkpoint", default="auto", choices=("auto", "best", "latest"),
+  ap.add_argument("--checkpoint", default="auto", choices=restore.CHOICES,
                   help="the VAEs' checkpoint (auto: the best validation one when kept)")
   ap.add_argument("--commands", default=None)
   ap.add_argument("--render", action="store_true", help="only rewrite NAME.md from NAME.json")
