@@ -150,6 +150,11 @@ def test_conditional_generate_and_evaluate_clis(conditional_runs, tmp_path_facto
     generate.run(trained, "sample", num=2)
   with pytest.raises(errors.ConfigError, match="--input_labels"):
     generate.run(trained, "transfer", inputs=["the chef baked a cake ."], label="positive")
+  with pytest.raises(errors.ConfigError, match="--guidance is for --mode=transfer"):
+    generate.run(trained, "sample", num=2, label="positive", guidance=1.0)
+  lines, _ = generate.run(trained, "transfer", num=3, label="positive", guidance=1.0,
+                          strategy="beam", beam_size=2)
+  assert len(lines) == 3
 
   lm = restore.load(tiny_workdir(tmp_path_factory))  # any workdir scores fluency
   result = control.control_metrics(trained, num_samples=4, num_sources=10, fluency_lm=lm)
@@ -162,3 +167,63 @@ def test_conditional_generate_and_evaluate_clis(conditional_runs, tmp_path_facto
     assert row["transfer_ppl"] > 1 and row["sample_ppl"] > 1
   assert sum(r["num_transfers"] for r in result["per_label"].values()) == 10
   json.dumps(result)  # writable as JSON
+
+
+def test_guided_transfer_contrasts_with_the_source_code(conditional_runs, tmp_path_factory):
+  """Conditional: the source label's code is the contrast; latent direction:
+  the unshifted posterior mean. Checked against the guided greedy decoder
+  written out step by step."""
+  from tests.test_decoding import guided_greedy_by_hand  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = conditional_runs
+  trained = restore.load(workdir)
+  sentences, values = control.labelled_split(trained, trained.labels, "valid")
+  src = np.asarray(values[:12])
+  rows = [trained.vocab.encode(s) for s in sentences[:12]]
+  tokens = decoding.pad_batch(rows)
+  L, w, target = trained.config.data.max_length, 3.0, 1
+  guided = control.transfer(trained.model, trained.variables, tokens, src, target,
+                            max_length=L, guidance=w)
+  unguided = control.transfer(trained.model, trained.variables, tokens, src, target,
+                              max_length=L)
+  mu = decoding.posterior_mean(trained.model, trained.variables, tokens, src)
+  code = decoding.decoder_code(trained.model, trained.variables, mu, np.full(12, target))
+  contrast = decoding.decoder_code(trained.model, trained.variables, mu, src)
+  np.testing.assert_array_equal(
+      guided, guided_greedy_by_hand(trained.model, trained.params, code, contrast, w, L))
+  assert not np.array_equal(guided, unguided)
+  # A source already of the target label has nothing to steer away from.
+  same = src == target
+  assert same.any() and (~same).any()
+  np.testing.assert_array_equal(guided[same], unguided[same])
+
+  plain = restore.load(tiny_workdir(tmp_path_factory))
+  _, direction = control.direction_for(plain, "sentiment", scale=1.0)
+  guided = control.transfer(plain.model, plain.variables, tokens, src, target, max_length=L,
+                            guidance=w, direction=direction)
+  mu = decoding.posterior_mean(plain.model, plain.variables, tokens)
+  z = mu + direction.transfer_shift(src, target)
+  np.testing.assert_array_equal(
+      guided, guided_greedy_by_hand(plain.model, plain.params, z, mu, w, L))
+
+
+def test_transfer_sweep_reproduces_the_control_figures(conditional_runs):
+  """tools/sweep_transfer.py at one grid point gives evaluate --control's
+  transfer accuracy and BLEU on the same split and sources."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      "sweep_transfer", os.path.join(REPO, "tools", "sweep_transfer.py"))
+  sweep = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(sweep)
+  _, workdir, _ = conditional_runs
+  trained = restore.load(workdir)
+  result = sweep.sweep(workdir, [trained.step], [0.0, 3.0], [1.0], split="valid",
+                       num_sources=10)
+  assert [r["guidance"] for r in result["rows"]] == [0.0, 3.0]
+  for row in result["rows"]:
+    want = control.control_metrics(restore.load(workdir), split="valid", num_samples=2,
+                                   num_sources=10, guidance=row["guidance"])
+    assert row["transfer_accuracy"] == want["overall"]["transfer_accuracy"]
+    assert row["transfer_bleu"] == want["overall"]["transfer_bleu"]
+    for name, per in row["per_label"].items():
+      assert per["transfer_bleu"] == want["per_label"][name]["transfer_bleu"]
+  assert "| 20 | - | 3 |" in sweep.markdown(result, "cmd")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from textvae import decoding
+from textvae import errors
 from textvae import models
 from textvae import reconstruction
 from textvae.data.vocab import BOS_ID, EOS_ID, PAD_ID
@@ -285,3 +286,78 @@ def test_token_accuracy_and_bleu_by_hand():
   expected = 100 * np.exp(np.mean(np.log([3 / 4, 2 / 3, 1 / 2, 0.5 / 1])))
   assert b["bleu"] == pytest.approx(expected, rel=1e-3)
   assert "tok:none" in b["bleu_signature"]
+
+
+def guided_greedy_by_hand(model, params, z, contrast, w, max_length):
+  """Step by step in numpy: argmax of (1 + w) log p(.|z) - w log p(.|contrast)
+  over the words and </s>, the same prefix fed to both decoders."""
+  variables = {"params": params}
+  h = model.apply(variables, z, method="decode_init")
+  h_c = model.apply(variables, contrast, method="decode_init")
+  token = jnp.full((z.shape[0],), BOS_ID)
+  out = np.full((z.shape[0], max_length), PAD_ID)
+  done = np.zeros(z.shape[0], bool)
+  for t in range(max_length):
+    h, logits = model.apply(variables, h, token, z, method="decode_step")
+    h_c, logits_c = model.apply(variables, h_c, token, contrast, method="decode_step")
+    lp = np.asarray(jax.nn.log_softmax(logits, -1), np.float64)
+    lp_c = np.asarray(jax.nn.log_softmax(logits_c, -1), np.float64)
+    score = (1 + w) * lp - w * lp_c
+    score[:, [PAD_ID, BOS_ID]] = -np.inf
+    nxt = np.where(done, PAD_ID, score.argmax(-1))
+    out[:, t] = nxt
+    done |= nxt == EOS_ID
+    token = jnp.asarray(nxt)
+  return out
+
+
+def test_guidance_steers_away_from_the_contrast_code():
+  model, params = make(eos_bias=MIXED)
+  z, contrast = latents(model, b=8, seed=3), latents(model, b=8, seed=4)
+  unguided = np.asarray(decoding.generate(model, params, z, max_length=L))
+  # w = 0 is the unguided decoder, whatever the contrast, for every strategy.
+  key = jax.random.key(2)
+  for strategy in decoding.STRATEGIES:
+    kw = dict(max_length=L, strategy=strategy, top_k=3, top_p=0.8, beam_size=3)
+    np.testing.assert_array_equal(
+        decoding.generate(model, params, z, key, guidance=0.0, contrast_z=contrast, **kw),
+        decoding.generate(model, params, z, key, **kw))
+  for w in (0.5, 2.0):
+    guided = np.asarray(decoding.generate(model, params, z, max_length=L, guidance=w,
+                                          contrast_z=contrast))
+    np.testing.assert_array_equal(guided, guided_greedy_by_hand(model, params, z, contrast,
+                                                                w, L))
+    check_well_formed(guided, L)
+    assert not np.array_equal(guided, unguided)  # the test can tell them apart
+    beam1 = decoding.generate(model, params, z, max_length=L, strategy="beam", beam_size=1,
+                              guidance=w, contrast_z=contrast)
+    np.testing.assert_array_equal(beam1, guided)
+  # Guiding away from the code itself changes nothing.
+  np.testing.assert_array_equal(
+      decoding.generate(model, params, z, max_length=L, guidance=2.0, contrast_z=z), unguided)
+
+
+def test_guided_sampling_draws_from_the_guided_distribution():
+  model, params = make(sharpen=1.0)
+  n, w = 4000, 1.5
+  z = jnp.broadcast_to(latents(model, b=1, seed=3), (n, 3))
+  contrast = jnp.broadcast_to(latents(model, b=1, seed=4), (n, 3))
+  out = np.asarray(decoding.generate(model, params, z, jax.random.key(5), max_length=1,
+                                     strategy="sample", guidance=w, contrast_z=contrast))
+  freq = np.bincount(out[:, 0], minlength=V) / n
+  p, q = first_token_probs(model, params, z[:1]), first_token_probs(model, params, contrast[:1])
+  guided = np.where(p > 0, p ** (1 + w) / np.where(q > 0, q, 1) ** w, 0)
+  guided /= guided.sum()
+  assert np.abs(freq - guided).max() < 0.03, (freq.round(3), guided.round(3))
+  assert np.abs(guided - p).max() > 0.1  # guidance moved the distribution
+
+
+def test_bad_guidance_is_refused():
+  model, params = make()
+  z = latents(model, b=2)
+  with pytest.raises(errors.ConfigError, match="guidance=-1"):
+    decoding.generate(model, params, z, max_length=L, guidance=-1.0, contrast_z=z)
+  with pytest.raises(ValueError, match="needs a contrast"):
+    decoding.generate(model, params, z, max_length=L, guidance=1.0)
+  with pytest.raises(ValueError, match="contrast_z has shape"):
+    decoding.generate(model, params, z, max_length=L, guidance=1.0, contrast_z=z[:1])

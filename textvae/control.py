@@ -12,6 +12,13 @@ Two ways to control a label y:
                     sentences, transfer decodes mu(x) + scale (m_y - m_{y_x})
                     and prior samples decode z + scale (m_y - m), z ~ N(0, I).
 
+Transfer can be guided (`guidance` w > 0, decoding.generate): each step's
+log-probabilities are pushed away from those of the source's own code, the
+posterior mean decoded with the source label (conditional) or without the
+shift (latent direction): (1 + w) log p(.|target) - w log p(.|source). The
+words that carry the label move, the words both codes agree on stay. Prior
+samples are never guided.
+
 The judge is `BowClassifier`, a multinomial logistic regression over the
 presence of the training split's words (L2-regularised, full-batch Adam in
 JAX), trained on the training split; its accuracy on the held-out split is
@@ -191,9 +198,10 @@ def sample(model, params, key, num: int, label: int, *, max_length: int,
 
 def transfer(model, params, tokens_BxT, source_labels, target_label: int, key=None, *,
              max_length: int, direction: LatentDirection | None = None,
-             **generate_kwargs) -> np.ndarray:
+             guidance: float = 0.0, **generate_kwargs) -> np.ndarray:
   """Token ids [B, max_length]: each sentence (encoded with its own label)
-  decoded with `target_label`, or moved along the latent direction."""
+  decoded with `target_label`, or moved along the latent direction; guided
+  away from the source's own code by `guidance` (module doc)."""
   tokens_BxT = jnp.asarray(tokens_BxT)
   B = tokens_BxT.shape[0]
   source_labels = np.broadcast_to(np.asarray(source_labels, np.int32), (B,))
@@ -203,14 +211,15 @@ def transfer(model, params, tokens_BxT, source_labels, target_label: int, key=No
     mu = decoding.posterior_mean(model, params, tokens_BxT, source_labels)
     return np.asarray(decoding.generate(model, params, mu, key, max_length=max_length,
                                         labels=np.full(B, target_label, np.int32),
-                                        **generate_kwargs))
+                                        guidance=guidance, contrast_z=mu,
+                                        contrast_labels=source_labels, **generate_kwargs))
   if direction is None:
     raise errors.ConfigError("an unconditional VAE transfers along a latent direction: "
                              "pass `direction` (latent_direction)")
   mu = decoding.posterior_mean(model, params, tokens_BxT)
   z = mu + jnp.asarray(direction.transfer_shift(source_labels, target_label))
   return np.asarray(decoding.generate(model, params, z, key, max_length=max_length,
-                                      **generate_kwargs))
+                                      guidance=guidance, contrast_z=mu, **generate_kwargs))
 
 
 def _batches(n: int, batch_size: int):
@@ -220,7 +229,8 @@ def _batches(n: int, batch_size: int):
 
 def transfer_rows(model, params, rows: Sequence[np.ndarray], source_labels, target_label: int,
                   key, *, max_length: int, batch_size: int = 256,
-                  direction: LatentDirection | None = None, buckets=None, **generate_kwargs):
+                  direction: LatentDirection | None = None, buckets=None, guidance: float = 0.0,
+                  **generate_kwargs):
   """`transfer` of token rows (words then </s>) in batches of `batch_size`
   (the last filled with 1-token rows, and padded to `buckets`, so that shapes
   repeat); outputs cut after </s>, in the rows' order."""
@@ -233,11 +243,27 @@ def transfer_rows(model, params, rows: Sequence[np.ndarray], source_labels, targ
     labels[:len(idx)] = source_labels[idx]
     tokens = transfer(model, params, decoding.pad_batch(batch, buckets), labels, target_label,
                       jax.random.fold_in(key, i), max_length=max_length, direction=direction,
-                      **generate_kwargs)
+                      guidance=guidance, **generate_kwargs)
     out += [reconstruction.strip(t) for t in tokens[:len(idx)]]
     progress.update(len(idx))
   progress.finish()
   return out
+
+
+def transfer_split(model, params, vocab, split, labels_N, target_label: int, key, *,
+                   max_length: int, batch_size: int = 256,
+                   direction: LatentDirection | None = None, buckets=None,
+                   guidance: float = 0.0, **generate_kwargs):
+  """The sentences of `split` (an EncodedSplit, labels [N]) not of
+  `target_label` transferred to it: (their indices, the transfers, the
+  sources), the last two as text."""
+  others = np.flatnonzero(np.asarray(labels_N) != target_label)
+  outs = transfer_rows(model, params, [split.tokens[i] for i in others],
+                       np.asarray(labels_N)[others], target_label, key, max_length=max_length,
+                       batch_size=batch_size, direction=direction, buckets=buckets,
+                       guidance=guidance, **generate_kwargs)
+  return (others, [vocab.decode(t) for t in outs],
+          [vocab.decode(split.tokens[i]) for i in others])
 
 
 # ------------------------------------------------------------ metrics
@@ -280,7 +306,7 @@ def control_metrics(trained, *, feature: str | None = None, split: str = "test",
                     num_samples: int = 200, num_sources: int = 1000, seed: int = 0,
                     fluency_lm=None, direction_scale: float = 1.0, batch_size: int = 256,
                     max_length: int | None = None, source_dir=None, keep_outputs: bool = False,
-                    **generate_kwargs) -> dict:
+                    guidance: float = 0.0, **generate_kwargs) -> dict:
   """The control figures of a trained VAE (restore.Trained) on `split`, per
   target label (module doc); `fluency_lm`: a restore.Trained language model.
   `keep_outputs`: also every generated sentence ('outputs': per target label,
@@ -327,13 +353,10 @@ def control_metrics(trained, *, feature: str | None = None, split: str = "test",
     samples = sample(model, variables, jax.random.fold_in(k_key, 0), num_samples, k,
                      max_length=max_length, direction=direction, **generate_kwargs)
     sample_text = [vocab.decode(t) for t in samples]
-    others = np.flatnonzero(src_y != k)
-    outs = transfer_rows(model, variables, [src.tokens[i] for i in others], src_y[others], k,
-                         jax.random.fold_in(k_key, 1), max_length=max_length,
-                         batch_size=batch_size, direction=direction, buckets=buckets,
-                         **generate_kwargs)
-    hyp = [vocab.decode(t) for t in outs]
-    ref = [vocab.decode(src.tokens[i]) for i in others]
+    others, hyp, ref = transfer_split(model, variables, vocab, src, src_y, k,
+                                      jax.random.fold_in(k_key, 1), max_length=max_length,
+                                      batch_size=batch_size, direction=direction,
+                                      buckets=buckets, guidance=guidance, **generate_kwargs)
     pred = clf.predict(hyp)
     row = {"sample_accuracy": float(np.mean(clf.predict(sample_text) == k)),
            "num_samples": num_samples,
@@ -362,7 +385,8 @@ def control_metrics(trained, *, feature: str | None = None, split: str = "test",
     overall["sample_ppl"] = float(np.mean([r["sample_ppl"] for r in per_label.values()]))
     overall["transfer_ppl"] = fluency_ppl(fluency_lm, all_hyp)
   decoding_cfg = {"strategy": generate_kwargs.get("strategy", "greedy"),
-                  **{k: v for k, v in generate_kwargs.items() if k != "strategy"}}
+                  **{k: v for k, v in generate_kwargs.items() if k != "strategy"},
+                  "transfer_guidance": guidance}
   out = {"method": method, "feature": feature, "labels": list(labels.names), "split": split,
          "classifier": {"name": clf.name, "trained_on": "train",
                         "num_train": len(corpus["train"].sentences),
@@ -381,6 +405,14 @@ def control_metrics(trained, *, feature: str | None = None, split: str = "test",
                          "step": fluency_lm.step}
   out["seconds"] = time.time() - start
   return out
+
+
+def describe_decoding(decoding_cfg: dict) -> str:
+  """The 'decoding' entry of a control result in words."""
+  if decoding_cfg.get("strategy") == "beam":
+    return (f"beam search, {decoding_cfg.get('beam_size', 4)} beams, length penalty "
+            f"{decoding_cfg.get('length_penalty', 1.0):g}")
+  return decoding_cfg.get("strategy", "greedy")
 
 
 def labelled_split(trained, labels: conditioning.Labels, split: str = "valid"):

@@ -20,6 +20,14 @@ row (`labels`): every function that takes z takes the labels too, and decodes
 from the decoder code [z; label embedding]; its prior samples come from
 p(z|y) and its posteriors are q(z|x, y).
 
+Guidance (`guidance=w` with a `contrast` code per row) steers every strategy
+away from another code, as classifier-free guidance does: each step's token
+log-probabilities are (1 + w) log p(.|code) - w log p(.|contrast), renormalised
+(the contrast decoder reads the same prefix and keeps its own state). With
+w = 0 the decoding is the unguided one. Attribute transfer uses it with the
+source's code as the contrast (control.transfer), which pushes the words that
+carry the target label and keeps the rest of the sentence.
+
 Random draws use one key per row, `fold_in(fold_in(key, row_id), t)`, so a
 sentence's sample does not depend on the other rows of its batch (`row_ids`
 defaults to 0..B-1; pass the same ids to reproduce rows one by one).
@@ -82,6 +90,20 @@ def filter_logits(logits_BxV, strategy: str, top_k, top_p):
   return logits_BxV
 
 
+def _guided(logits_BxV, contrast_logits_BxV, guidance):
+  """log p(.|code) pushed away from log p(.|contrast) by `guidance` (module doc)."""
+  logp = jax.nn.log_softmax(logits_BxV.astype(jnp.float32), axis=-1)
+  contrast = jax.nn.log_softmax(contrast_logits_BxV.astype(jnp.float32), axis=-1)
+  return jax.nn.log_softmax((1.0 + guidance) * logp - guidance * contrast, axis=-1)
+
+
+def _contrast_step(model, variables, h_c, token, contrast):
+  """The contrast decoder's step (None when unguided)."""
+  if contrast is None:
+    return None, None
+  return model.apply(variables, h_c, token, contrast, method="decode_step")
+
+
 def _row_keys(key, row_ids_B):
   return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, row_ids_B)
 
@@ -91,10 +113,12 @@ _SAMPLING = ("greedy", "sample", "top_k", "top_p")  # one compiled loop serves a
 
 @functools.partial(jax.jit, static_argnames=("model", "max_length"))
 def _sample_loop(model, params, z_BxZ, key, row_ids_B, strategy_id, temperature, top_k,
-                 top_p, *, max_length: int):
+                 top_p, contrast_BxZ, guidance, *, max_length: int):
   variables = models.as_variables(params)
   B = z_BxZ.shape[0]
   h0 = model.apply(variables, z_BxZ, method="decode_init")
+  hc0 = None if contrast_BxZ is None else model.apply(variables, contrast_BxZ,
+                                                      method="decode_init")
   row_keys = _row_keys(key, row_ids_B)
 
   def draw(logits, t, strategy):
@@ -103,7 +127,7 @@ def _sample_loop(model, params, z_BxZ, key, row_ids_B, strategy_id, temperature,
     return jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
 
   def choose(logits, t):
-    logits = _mask_specials(logits.astype(jnp.float32))
+    logits = _mask_specials(logits)
     # lax.switch runs only the chosen branch (no sort for greedy or plain sampling).
     branches = [lambda l, t: jnp.argmax(l, axis=-1).astype(jnp.int32)]
     branches += [functools.partial(draw, strategy=s) for s in _SAMPLING[1:]]
@@ -114,26 +138,35 @@ def _sample_loop(model, params, z_BxZ, key, row_ids_B, strategy_id, temperature,
     return (t < max_length) & ~jnp.all(done)
 
   def body(carry):
-    t, h, token, done, out = carry
+    t, (h, h_c), token, done, out = carry
     h, logits = model.apply(variables, h, token, z_BxZ, method="decode_step")
+    h_c, contrast_logits = _contrast_step(model, variables, h_c, token, contrast_BxZ)
+    logits = logits.astype(jnp.float32)
+    if contrast_BxZ is not None:
+      logits = _guided(logits, contrast_logits, guidance)
     nxt = choose(logits, t).astype(jnp.int32)
     nxt = jnp.where(done, PAD_ID, nxt)
     out = jax.lax.dynamic_update_slice(out, nxt[:, None], (0, t))
-    return t + 1, h, nxt, done | (nxt == EOS_ID), out
+    return t + 1, (h, h_c), nxt, done | (nxt == EOS_ID), out
 
-  start = (jnp.int32(0), h0, jnp.full((B,), BOS_ID, jnp.int32), jnp.zeros((B,), bool),
+  start = (jnp.int32(0), (h0, hc0), jnp.full((B,), BOS_ID, jnp.int32), jnp.zeros((B,), bool),
            jnp.full((B, max_length), PAD_ID, jnp.int32))
   return jax.lax.while_loop(cond, body, start)[-1]
 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_length", "beam_size"))
-def _beam_search(model, params, z_BxZ, length_penalty, *, max_length: int, beam_size: int):
+def _beam_search(model, params, z_BxZ, length_penalty, contrast_BxZ=None, guidance=0.0, *,
+                 max_length: int, beam_size: int):
   """Returns (tokens [B, K, L], normalised scores [B, K], log probs [B, K]),
-  hypotheses sorted best first."""
+  hypotheses sorted best first; log probs are the guided ones under guidance."""
   variables = models.as_variables(params)
   B, K, L = z_BxZ.shape[0], beam_size, max_length
   z_NxZ = jnp.repeat(z_BxZ, K, axis=0)  # N = B * K, row b*K + k
   h0 = model.apply(variables, z_NxZ, method="decode_init")  # the cell's state pytree
+  contrast_NxZ = hc0 = None
+  if contrast_BxZ is not None:
+    contrast_NxZ = jnp.repeat(contrast_BxZ, K, axis=0)
+    hc0 = model.apply(variables, contrast_NxZ, method="decode_init")
   alpha = jnp.asarray(length_penalty, jnp.float32)
 
   def norm(logp, length):
@@ -145,9 +178,14 @@ def _beam_search(model, params, z_BxZ, length_penalty, *, max_length: int, beam_
 
   def body(carry):
     t, h, token, seqs, logp, finished, lengths = carry
-    h_new, logits = model.apply(variables, h, token.reshape(B * K), z_NxZ,
+    h_new, logits = model.apply(variables, h[0], token.reshape(B * K), z_NxZ,
                                 method="decode_step")
-    logits = _mask_specials(logits.astype(jnp.float32))
+    hc_new, contrast_logits = _contrast_step(model, variables, h[1], token.reshape(B * K),
+                                             contrast_NxZ)
+    logits = logits.astype(jnp.float32)
+    if contrast_NxZ is not None:
+      logits = _guided(logits, contrast_logits, guidance)
+    logits = _mask_specials(logits)
     V = logits.shape[-1]
     step_logp = jax.nn.log_softmax(logits, axis=-1).reshape(B, K, V)
     # A finished hypothesis continues only with <pad>, at no cost.
@@ -167,11 +205,11 @@ def _beam_search(model, params, z_BxZ, length_penalty, *, max_length: int, beam_
     new_lengths = jnp.where(was_finished, take(lengths), t + 1)
     new_finished = was_finished | (tok == EOS_ID)
     new_h = jax.tree_util.tree_map(
-        lambda x: take(x.reshape((B, K) + x.shape[1:])).reshape(x.shape), h_new)
+        lambda x: take(x.reshape((B, K) + x.shape[1:])).reshape(x.shape), (h_new, hc_new))
     return t + 1, new_h, tok, new_seqs, new_logp, new_finished, new_lengths
 
   logp0 = jnp.full((B, K), _NEG_INF).at[:, 0].set(0.0)  # one live hypothesis to start
-  start = (jnp.int32(0), h0, jnp.full((B, K), BOS_ID, jnp.int32),
+  start = (jnp.int32(0), (h0, hc0), jnp.full((B, K), BOS_ID, jnp.int32),
            jnp.full((B, K, L), PAD_ID, jnp.int32), logp0, jnp.zeros((B, K), bool),
            jnp.zeros((B, K), jnp.int32))
   t, _, _, seqs, logp, finished, lengths = jax.lax.while_loop(cond, body, start)
@@ -220,23 +258,29 @@ def decoder_code(model, params, z_BxZ, labels=None):
 
 def generate(model, params, z_BxZ, key=None, *, max_length: int, strategy: str = "greedy",
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             beam_size: int = 4, length_penalty: float = 1.0, row_ids=None, labels=None):
+             beam_size: int = 4, length_penalty: float = 1.0, row_ids=None, labels=None,
+             guidance: float = 0.0, contrast_z=None, contrast_labels=None):
   """Token ids [B, max_length] decoded from z with `strategy` (see the module doc).
 
   `key` is needed by the sampling strategies only. `temperature` applies to
   sample, top_k and top_p; it must be > 0 (use greedy for the limit 0).
   `labels` (a conditional VAE's: [B] label indices, or one for every row).
+  `guidance` > 0 steers away from the code of `contrast_z` [B, Z] (default z)
+  with `contrast_labels` (module doc).
   """
   if strategy not in STRATEGIES:
     raise errors.ConfigError(f"strategy={strategy!r}: expected one of {STRATEGIES}")
   if max_length < 1:
     raise errors.ConfigError(f"max_length={max_length}: must be at least 1")
-  z_BxZ = decoder_code(model, params, jnp.asarray(z_BxZ, jnp.float32), labels)
+  z_BxZ = jnp.asarray(z_BxZ, jnp.float32)
+  contrast = _contrast_code(model, params, z_BxZ, guidance, contrast_z, contrast_labels)
+  z_BxZ = decoder_code(model, params, z_BxZ, labels)
   if strategy == "beam":
     if beam_size < 1:
       raise errors.ConfigError(f"beam_size={beam_size}: must be at least 1")
-    seqs, _, _ = _beam_search(model, params, z_BxZ, length_penalty,
-                              max_length=max_length, beam_size=beam_size)
+    seqs, _, _ = _beam_search(model, params, z_BxZ, length_penalty, contrast,
+                              jnp.float32(guidance), max_length=max_length,
+                              beam_size=beam_size)
     return seqs[:, 0]
   if strategy != "greedy":
     if key is None:
@@ -254,15 +298,33 @@ def generate(model, params, z_BxZ, key=None, *, max_length: int, strategy: str =
   row_ids = jnp.arange(B, dtype=jnp.int32) if row_ids is None else jnp.asarray(row_ids, jnp.int32)
   return _sample_loop(model, params, z_BxZ, key, row_ids, jnp.int32(_SAMPLING.index(strategy)),
                       jnp.float32(temperature if strategy != "greedy" else 1.0),
-                      jnp.int32(max(top_k, 1)), jnp.float32(top_p), max_length=max_length)
+                      jnp.int32(max(top_k, 1)), jnp.float32(top_p), contrast,
+                      jnp.float32(guidance), max_length=max_length)
+
+
+def _contrast_code(model, params, z_BxZ, guidance, contrast_z, contrast_labels):
+  """The decoder code guidance steers away from; None when `guidance` is 0."""
+  if not guidance >= 0:
+    raise errors.ConfigError(f"guidance={guidance}: must be >= 0")
+  if guidance == 0:
+    return None
+  if contrast_z is None and contrast_labels is None:
+    raise ValueError("guidance needs a contrast: contrast_z and/or contrast_labels")
+  contrast_z = z_BxZ if contrast_z is None else jnp.asarray(contrast_z, jnp.float32)
+  if contrast_z.shape != z_BxZ.shape:
+    raise ValueError(f"contrast_z has shape {contrast_z.shape}, z {z_BxZ.shape}")
+  return decoder_code(model, params, contrast_z, contrast_labels)
 
 
 def beam_search(model, params, z_BxZ, *, max_length: int, beam_size: int,
-                length_penalty: float = 1.0, labels=None):
+                length_penalty: float = 1.0, labels=None, guidance: float = 0.0,
+                contrast_z=None, contrast_labels=None):
   """All hypotheses: (tokens [B, K, L], normalised scores [B, K], log p [B, K]),
   best first."""
-  code = decoder_code(model, params, jnp.asarray(z_BxZ, jnp.float32), labels)
-  return _beam_search(model, params, code, length_penalty,
+  z_BxZ = jnp.asarray(z_BxZ, jnp.float32)
+  contrast = _contrast_code(model, params, z_BxZ, guidance, contrast_z, contrast_labels)
+  code = decoder_code(model, params, z_BxZ, labels)
+  return _beam_search(model, params, code, length_penalty, contrast, jnp.float32(guidance),
                       max_length=max_length, beam_size=beam_size)
 
 

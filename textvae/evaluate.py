@@ -21,7 +21,8 @@ sentences of other labels, by a bag-of-words classifier trained on the training
 split (its held-out accuracy is reported), the BLEU of the transfers to their
 sources, and with --fluency_lm_workdir (a textvae LM workdir on the same corpus)
 the PPL of the generated sentences under it. A conditional VAE controls its own
-label; an unconditional one --label_feature along its latent direction.
+label; an unconditional one --label_feature along its latent direction;
+--guidance=w guides the transfers away from the source's own code.
 """
 
 import json
@@ -76,6 +77,11 @@ def define_flags():
                        "transferred (the first ones).")
   flags.DEFINE_float("direction_scale", 1.0, "--control of an unconditional VAE: "
                      "multiple of the latent direction.")
+  flags.DEFINE_enum("control_strategy", "greedy", ["greedy", "beam"], "--control: the "
+                    "decoding of prior samples and transfers.")
+  flags.DEFINE_integer("control_beam_size", 4, "--control_strategy=beam: beams.")
+  flags.DEFINE_float("guidance", 0.0, "--control: weight of the transfers' guidance away "
+                     "from the source's own code (textvae/control.py; 0: none).")
   flags.DEFINE_bool("only_control", False, "--control without the likelihood figures.")
   flags.mark_flag_as_required("workdir")
 
@@ -141,7 +147,8 @@ def write_result(workdir, name, out) -> None:
 def control_workdir(workdir, *, split="test", step=None, checkpoint="auto", seed=0,
                     source_dir=None, label_feature=None, fluency_lm_workdir=None,
                     num_samples=200, num_sources=1000, direction_scale=1.0,
-                    keep_outputs=False) -> dict:
+                    keep_outputs=False, guidance=0.0, strategy="greedy",
+                    beam_size=4) -> dict:
   """`control.control_metrics` of a workdir's checkpoint, written to
   W/control_<split>.json."""
   for name, value in (("--control_samples", num_samples), ("--control_sources", num_sources)):
@@ -151,7 +158,9 @@ def control_workdir(workdir, *, split="test", step=None, checkpoint="auto", seed
   out = control_lib.control_metrics(trained, feature=label_feature, split=split,
                                     num_samples=num_samples, num_sources=num_sources,
                                     seed=seed, fluency_lm=lm, direction_scale=direction_scale,
-                                    source_dir=source_dir, keep_outputs=keep_outputs)
+                                    source_dir=source_dir, keep_outputs=keep_outputs,
+                                    guidance=guidance, strategy=strategy,
+                                    **({"beam_size": beam_size} if strategy == "beam" else {}))
   out.update(step=trained.step, checkpoint=trained.checkpoint)
   write_result(trained.workdir, f"control_{split}", out)
   return out
@@ -167,7 +176,8 @@ def main(argv):
                           fluency_lm_workdir=FLAGS.fluency_lm_workdir,
                           num_samples=FLAGS.control_samples,
                           num_sources=FLAGS.control_sources,
-                          direction_scale=FLAGS.direction_scale)
+                          direction_scale=FLAGS.direction_scale, guidance=FLAGS.guidance,
+                          strategy=FLAGS.control_strategy, beam_size=FLAGS.control_beam_size)
     for name, row in ctl["per_label"].items():
       logging.info("control %s: %s", name, json.dumps(row))
     sys.stdout.write(json.dumps({"control": {k: ctl[k] for k in (

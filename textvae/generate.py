@@ -5,7 +5,7 @@
   python -m textvae.generate --workdir=W --mode=interpolate --inputs="s1|s2" [--num=7]
   python -m textvae.generate --workdir=W --mode=sample --label=L [--label_feature=F]
   python -m textvae.generate --workdir=W --mode=transfer --label=L [--inputs="s1|s2"
-      --input_labels="L1|L2"] [--label_feature=F] [--direction_scale=1]
+      --input_labels="L1|L2"] [--label_feature=F] [--direction_scale=1] [--guidance=0]
 
   decoding: --strategy=greedy|sample|top_k|top_p|beam [--temperature=1] [--top_k=10]
             [--top_p=0.9] [--beam_size=4] [--length_penalty=1] [--max_length=config's]
@@ -26,7 +26,8 @@ z ~ p(z|L) and decodes with L, and needs the inputs' own labels (--input_labels,
 one for all or one per input; the validation split's labels by default); an
 unconditional VAE controls the label feature --label_feature along its latent
 direction (the difference of the label means of the posterior means over the
-training split, times --direction_scale).
+training split, times --direction_scale). --guidance=w > 0 pushes each step of a
+transfer away from the source's own code (control.transfer).
 Inputs are split on whitespace (give them tokenised as the corpus is); words not
 in the vocabulary become <unk> and are reported on stderr.
 """
@@ -84,6 +85,8 @@ def define_flags():
                       "feature to control (e.g. sentiment); a conditional VAE's is its own.")
   flags.DEFINE_float("direction_scale", 1.0, "An unconditional VAE: multiple of the "
                      "latent direction added to z.")
+  flags.DEFINE_float("guidance", 0.0, "transfer: weight w of the guidance away from the "
+                     "source's own code (0: none).")
   flags.mark_flag_as_required("workdir")
 
 
@@ -130,17 +133,20 @@ def _mode_inputs(trained, mode: str, num: int, inputs):
 def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
         max_length: int | None = None, posterior: str = "mean", source_dir=None,
         label=None, input_labels=None, label_feature=None, direction_scale: float = 1.0,
-        **generate_kwargs) -> tuple[list[str], list[str]]:
+        guidance: float = 0.0, **generate_kwargs) -> tuple[list[str], list[str]]:
   """(output lines, warnings) of one `mode`; the CLI prints them."""
   model, variables, vocab = trained.model, trained.variables, trained.vocab
   max_length = max_length or trained.config.data.max_length
   key = jax.random.key(seed)
   warnings = []
+  if guidance and mode != "transfer":
+    raise errors.ConfigError(f"--guidance is for --mode=transfer, not --mode={mode}")
   if label is not None or mode == "transfer" or decoding.num_labels(model):
     return run_labelled(trained, mode, num=num, inputs=inputs, key=key,
                         max_length=max_length, posterior=posterior, source_dir=source_dir,
                         label=label, input_labels=input_labels, label_feature=label_feature,
-                        direction_scale=direction_scale, **generate_kwargs)
+                        direction_scale=direction_scale, guidance=guidance,
+                        **generate_kwargs)
   if mode == "sample":
     if inputs:
       warnings.append("--inputs is ignored in --mode=sample")
@@ -165,7 +171,8 @@ def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
 
 def run_labelled(trained, mode: str, *, num: int, inputs, key, max_length: int,
                  posterior: str, source_dir, label, input_labels, label_feature,
-                 direction_scale: float, **generate_kwargs) -> tuple[list[str], list[str]]:
+                 direction_scale: float, guidance: float = 0.0,
+                 **generate_kwargs) -> tuple[list[str], list[str]]:
   """`run` with labels: every mode of a conditional VAE, and sample/transfer
   of a label along an unconditional VAE's latent direction."""
   model, variables, vocab = trained.model, trained.variables, trained.vocab
@@ -191,7 +198,7 @@ def run_labelled(trained, mode: str, *, num: int, inputs, key, max_length: int,
     if inputs:
       warnings.append("--inputs is ignored in --mode=sample")
     tokens = control.sample(model, variables, key, num, target, max_length=max_length,
-                            direction=direction, **generate_kwargs)
+                            direction=direction, guidance=guidance, **generate_kwargs)
     return [vocab.decode(t) for t in tokens], warnings
   if inputs is None:
     sentences, values = control.labelled_split(trained, labels, "valid")
@@ -243,8 +250,9 @@ def main(argv):
       trained, FLAGS.mode, num=FLAGS.num, inputs=inputs, seed=FLAGS.seed,
       max_length=FLAGS.max_length, posterior=FLAGS.posterior, source_dir=FLAGS.source_dir,
       label=FLAGS.label, input_labels=FLAGS.input_labels, label_feature=FLAGS.label_feature,
-      direction_scale=FLAGS.direction_scale, strategy=FLAGS.strategy, temperature=FLAGS.temperature, top_k=FLAGS.top_k,
-      top_p=FLAGS.top_p, beam_size=FLAGS.beam_size, length_penalty=FLAGS.length_penalty)
+      direction_scale=FLAGS.direction_scale, guidance=FLAGS.guidance, strategy=FLAGS.strategy,
+      temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
+      beam_size=FLAGS.beam_size, length_penalty=FLAGS.length_penalty)
   for w in warnings:
     logging.warning("%s", w)
     sys.stderr.write(f"warning: {w}\n")

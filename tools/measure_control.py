@@ -4,12 +4,16 @@ method on an unconditional VAE, judged by the same classifier
 
   python tools/measure_control.py --name=synthetic --conditional=WC \
       --unconditional=WU --lm=WL [--split=test] [--samples=500] [--sources=1000] \
-      [--direction_scales=1,2] [--checkpoint=auto|best|latest] [--commands=commands.txt]
+      [--direction_scales=1,2] [--guidance=0,0.2] [--checkpoint=auto|best|latest]
+      [--conditional_step=S] [--unconditional_step=S] [--commands=commands.txt]
 
 writes results/control/NAME.json (every figure and example) and NAME.md (the
 tables; `--render` rewrites it from the JSON); --outputs=PATH also writes every
 generated sentence there. The workdirs are trained beforehand; --commands names
 a text file with the commands that trained them, copied into both outputs.
+Each value of --guidance gives one row per method (textvae/control.py: the
+transfers' guidance away from the source's own code; 0 unguided). Choose the
+guidance and the checkpoints on --split=valid, then measure them on test.
 
 On `synthetic` with the sentiment label, two more figures put the BLEU in
 scale, since a transfer must change the sentiment words and BLEU counts them:
@@ -29,6 +33,7 @@ import sys
 
 import numpy as np
 
+from textvae import control
 from textvae import evaluate
 from textvae import reconstruction
 from textvae import restore
@@ -120,7 +125,8 @@ def markdown(name, runs, commands, split, goals, lm_likelihood=None) -> str:
            f"({first['classifier']['num_train']} sentences, {first['classifier']['num_words']} "
            f"words), held-out accuracy on the {split} split "
            f"**{100 * first['classifier']['held_out_accuracy']:.1f}%**.",
-           f"Greedy decoding; {first['per_label'][first['labels'][0]]['num_samples']} prior "
+           f"Decoding: {control.describe_decoding(first.get('decoding', {}))}; "
+           f"{first['per_label'][first['labels'][0]]['num_samples']} prior "
            f"samples per label; transfers of the first {first['num_sources']} {split} sentences "
            "to every label they do not have. BLEU: sacrebleu corpus BLEU of the transfers "
            f"against their sources ({first['bleu_signature']}). PPL: per-token perplexity "
@@ -159,6 +165,7 @@ def markdown(name, runs, commands, split, goals, lm_likelihood=None) -> str:
             "| model | IW-NLL | ELBO | KL | PPL | MI | AU |", "|---|---|---|---|---|---|---|"]
   models = {}
   for title, r in runs:
+    title = title.split(", guidance")[0]
     models.setdefault(r["method"], (title.split(" x")[0] if r["method"] == "latent_direction"
                                     else title, r.get("likelihood", {})))
   rows = list(models.values())
@@ -169,7 +176,7 @@ def markdown(name, runs, commands, split, goals, lm_likelihood=None) -> str:
     lines.append(f"| {title} | " + " | ".join(_fmt(m.get(k)) if k != "au" else str(m.get(k, "-"))
                                              for k in ("iw_nll", "elbo", "kl", "ppl", "mi", "au"))
                  + " |")
-  lines += ["", "## Examples (greedy)", ""]
+  lines += ["", "## Examples", ""]
   for title, r in runs:
     lines += [f"**{title}**", "", "| source | target | output |", "|---|---|---|"]
     for ex in r["examples"]:
@@ -200,6 +207,12 @@ def main():
   ap.add_argument("--source_dir", default=None)
   ap.add_argument("--checkpoint", default="auto", choices=restore.CHOICES,
                   help="the VAEs' checkpoint (auto: the best validation one when kept)")
+  ap.add_argument("--conditional_step", type=int, default=None,
+                  help="this kept checkpoint of the conditional VAE instead of --checkpoint")
+  ap.add_argument("--unconditional_step", type=int, default=None)
+  ap.add_argument("--guidance", default="0", help="comma-separated transfer guidance weights")
+  ap.add_argument("--strategy", default="greedy", choices=("greedy", "beam"))
+  ap.add_argument("--beam_size", type=int, default=4)
   ap.add_argument("--commands", default=None)
   ap.add_argument("--render", action="store_true", help="only rewrite NAME.md from NAME.json")
   ap.add_argument("--outputs", default=None, help="write every generated sentence here")
@@ -218,18 +231,22 @@ def main():
   commands = open(args.commands, encoding="utf-8").read() if args.commands else ""
   commands += "\n" + " ".join(["python", "tools/measure_control.py"] + sys.argv[1:])
   common = dict(split=args.split, seed=0, fluency_lm_workdir=args.lm, keep_outputs=True,
-                checkpoint=args.checkpoint,
+                checkpoint=args.checkpoint, strategy=args.strategy, beam_size=args.beam_size,
                 num_samples=args.samples, num_sources=args.sources, source_dir=args.source_dir)
   runs = []
-  cond = evaluate.control_workdir(args.conditional, **common)
-  cond["likelihood"] = _likelihood(args.conditional, "test")
-  runs.append((f"conditional VAE ({cond['feature']})", cond))
-  feature = args.feature or cond["feature"]
-  for scale in [float(s) for s in args.direction_scales.split(",")]:
-    r = evaluate.control_workdir(args.unconditional, label_feature=feature,
-                                 direction_scale=scale, **common)
-    r["likelihood"] = _likelihood(args.unconditional, "test")
-    runs.append((f"latent direction x{scale:g} (unconditional VAE)", r))
+  for g in [float(s) for s in args.guidance.split(",")]:
+    guided = f", guidance {g:g}" if g else ""
+    cond = evaluate.control_workdir(args.conditional, step=args.conditional_step, guidance=g,
+                                    **common)
+    cond["likelihood"] = _likelihood(args.conditional, "test")
+    runs.append((f"conditional VAE ({cond['feature']}){guided}", cond))
+    feature = args.feature or cond["feature"]
+    for scale in [float(s) for s in args.direction_scales.split(",")]:
+      r = evaluate.control_workdir(args.unconditional, step=args.unconditional_step,
+                                   label_feature=feature, direction_scale=scale, guidance=g,
+                                   **common)
+      r["likelihood"] = _likelihood(args.unconditional, "test")
+      runs.append((f"latent direction x{scale:g} (unconditional VAE){guided}", r))
   if args.name == "synthetic" and feature == "sentiment":
     for _, r in runs:
       r["content_bleu"] = synthetic_content(r)
