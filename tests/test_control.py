@@ -26,6 +26,13 @@ CONDITION = {"model.condition": "sentiment", "model.condition_prior": "learned",
              "model.label_dim": 4, "train.num_steps": 2 * CKPT_EVERY}
 
 
+def test_other_labels_are_drawn_among_the_other_labels():
+  drawn = control.other_labels(jax.random.key(0), 600, 1, 3)
+  assert set(drawn.tolist()) == {0, 2} and 250 < np.sum(drawn == 0) < 350
+  np.testing.assert_array_equal(control.other_labels(jax.random.key(1), 5, 0, 2), [1] * 5)
+  np.testing.assert_array_equal(control.other_labels(jax.random.key(1), 5, 1, 2), [0] * 5)
+
+
 def test_bow_classifier_learns_word_presence():
   rng = np.random.default_rng(0)
   filler = ["the", "a", "cat", "dog", "ran", "sat"]
@@ -151,7 +158,7 @@ def test_conditional_generate_and_evaluate_clis(conditional_runs, tmp_path_facto
   with pytest.raises(errors.ConfigError, match="--input_labels"):
     generate.run(trained, "transfer", inputs=["the chef baked a cake ."], label="positive")
   with pytest.raises(errors.ConfigError, match="--guidance is for --mode=transfer"):
-    generate.run(trained, "sample", num=2, label="positive", guidance=1.0)
+    generate.run(trained, "reconstruct", num=2, label="positive", guidance=1.0)
   lines, _ = generate.run(trained, "transfer", num=3, label="positive", guidance=1.0,
                           strategy="beam", beam_size=2)
   assert len(lines) == 3
@@ -195,6 +202,24 @@ def test_guided_transfer_contrasts_with_the_source_code(conditional_runs, tmp_pa
   same = src == target
   assert same.any() and (~same).any()
   np.testing.assert_array_equal(guided[same], unguided[same])
+  # The CLI's transfer is the same guided decoder.
+  lines, _ = generate.run(trained, "transfer", inputs=sentences[:12], label="positive",
+                          input_labels="|".join(trained.labels.names[v] for v in src),
+                          guidance=w)
+  assert lines == [trained.vocab.decode(t) for t in guided]
+
+  # Prior samples of a label: away from the same z with the other label.
+  key = jax.random.key(4)
+  samples = control.sample(trained.model, trained.variables, key, 12, target, max_length=L,
+                           guidance=w)
+  z, _ = decoding.prior_sample(trained.model, trained.variables, key, 12, max_length=L,
+                               labels=target)
+  code = decoding.decoder_code(trained.model, trained.variables, z, np.full(12, target))
+  contrast = decoding.decoder_code(trained.model, trained.variables, z, np.full(12, 1 - target))
+  np.testing.assert_array_equal(
+      samples, guided_greedy_by_hand(trained.model, trained.params, code, contrast, w, L))
+  lines, _ = generate.run(trained, "sample", num=12, label="positive", seed=4, guidance=w)
+  assert lines == [trained.vocab.decode(t) for t in samples]
 
   plain = restore.load(tiny_workdir(tmp_path_factory))
   _, direction = control.direction_for(plain, "sentiment", scale=1.0)

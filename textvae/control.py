@@ -17,7 +17,9 @@ log-probabilities are pushed away from those of the source's own code, the
 posterior mean decoded with the source label (conditional) or without the
 shift (latent direction): (1 + w) log p(.|target) - w log p(.|source). The
 words that carry the label move, the words both codes agree on stay. Prior
-samples are never guided.
+samples of a label are guided the same way, away from the same z decoded
+with another label (drawn per row among the others; with two labels, the
+other one) or without the shift.
 
 The judge is `BowClassifier`, a multinomial logistic regression over the
 presence of the training split's words (L2-regularised, full-batch Adam in
@@ -178,22 +180,34 @@ def method_of(model) -> str:
   return "conditional" if decoding.num_labels(model) else "latent_direction"
 
 
+def other_labels(key, num: int, label: int, num_labels: int) -> np.ndarray:
+  """[num] labels drawn uniformly among the `num_labels` - 1 that are not `label`."""
+  draw = np.asarray(jax.random.randint(key, (num,), 0, num_labels - 1))
+  return (draw + (draw >= label)).astype(np.int32)
+
+
 def sample(model, params, key, num: int, label: int, *, max_length: int,
-           direction: LatentDirection | None = None, **generate_kwargs) -> np.ndarray:
+           direction: LatentDirection | None = None, guidance: float = 0.0,
+           **generate_kwargs) -> np.ndarray:
   """Token ids [num, max_length] of prior samples of `label`: from p(z|y) (a
-  conditional VAE) or along the latent direction (`direction`)."""
+  conditional VAE) or along the latent direction (`direction`); guided away
+  from another label by `guidance` (module doc)."""
   if decoding.num_labels(model):
+    contrast = None
+    if guidance:
+      contrast = other_labels(jax.random.fold_in(key, 2), num, label, decoding.num_labels(model))
     _, tokens = decoding.prior_sample(model, params, key, num, max_length=max_length,
-                                      labels=np.full(num, label, np.int32), **generate_kwargs)
+                                      labels=np.full(num, label, np.int32), guidance=guidance,
+                                      contrast_labels=contrast, **generate_kwargs)
     return np.asarray(tokens)
   if direction is None:
     raise errors.ConfigError("an unconditional VAE samples a label along a latent "
                              "direction: pass `direction` (latent_direction)")
   z_key, decode_key = jax.random.split(key)
-  z = jax.random.normal(z_key, (num, decoding.latent_dim(model)))
-  z = z + jnp.asarray(direction.sample_shift(label))[None]
+  z0 = jax.random.normal(z_key, (num, decoding.latent_dim(model)))
+  z = z0 + jnp.asarray(direction.sample_shift(label))[None]
   return np.asarray(decoding.generate(model, params, z, decode_key, max_length=max_length,
-                                      **generate_kwargs))
+                                      guidance=guidance, contrast_z=z0, **generate_kwargs))
 
 
 def transfer(model, params, tokens_BxT, source_labels, target_label: int, key=None, *,
@@ -351,7 +365,8 @@ def control_metrics(trained, *, feature: str | None = None, split: str = "test",
   for k, name in enumerate(labels.names):
     k_key = jax.random.fold_in(key, k)
     samples = sample(model, variables, jax.random.fold_in(k_key, 0), num_samples, k,
-                     max_length=max_length, direction=direction, **generate_kwargs)
+                     max_length=max_length, direction=direction, guidance=guidance,
+                     **generate_kwargs)
     sample_text = [vocab.decode(t) for t in samples]
     others, hyp, ref = transfer_split(model, variables, vocab, src, src_y, k,
                                       jax.random.fold_in(k_key, 1), max_length=max_length,
@@ -386,7 +401,7 @@ def control_metrics(trained, *, feature: str | None = None, split: str = "test",
     overall["transfer_ppl"] = fluency_ppl(fluency_lm, all_hyp)
   decoding_cfg = {"strategy": generate_kwargs.get("strategy", "greedy"),
                   **{k: v for k, v in generate_kwargs.items() if k != "strategy"},
-                  "transfer_guidance": guidance}
+                  "guidance": guidance}
   out = {"method": method, "feature": feature, "labels": list(labels.names), "split": split,
          "classifier": {"name": clf.name, "trained_on": "train",
                         "num_train": len(corpus["train"].sentences),

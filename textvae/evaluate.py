@@ -22,7 +22,8 @@ split (its held-out accuracy is reported), the BLEU of the transfers to their
 sources, and with --fluency_lm_workdir (a textvae LM workdir on the same corpus)
 the PPL of the generated sentences under it. A conditional VAE controls its own
 label; an unconditional one --label_feature along its latent direction;
---guidance=w guides the transfers away from the source's own code.
+--guidance=w guides the transfers away from the source's own code and the prior
+samples away from another label.
 """
 
 import json
@@ -80,8 +81,9 @@ def define_flags():
   flags.DEFINE_enum("control_strategy", "greedy", ["greedy", "beam"], "--control: the "
                     "decoding of prior samples and transfers.")
   flags.DEFINE_integer("control_beam_size", 4, "--control_strategy=beam: beams.")
-  flags.DEFINE_float("guidance", 0.0, "--control: weight of the transfers' guidance away "
-                     "from the source's own code (textvae/control.py; 0: none).")
+  flags.DEFINE_float("guidance", 0.0, "--control: weight of the guidance of transfers (away "
+                     "from the source's own code) and prior samples (away from another "
+                     "label); textvae/control.py, 0: none.")
   flags.DEFINE_bool("only_control", False, "--control without the likelihood figures.")
   flags.mark_flag_as_required("workdir")
 

@@ -27,7 +27,8 @@ one for all or one per input; the validation split's labels by default); an
 unconditional VAE controls the label feature --label_feature along its latent
 direction (the difference of the label means of the posterior means over the
 training split, times --direction_scale). --guidance=w > 0 pushes each step of a
-transfer away from the source's own code (control.transfer).
+transfer away from the source's own code, and of a labelled prior sample away
+from another label (textvae/control.py).
 Inputs are split on whitespace (give them tokenised as the corpus is); words not
 in the vocabulary become <unk> and are reported on stderr.
 """
@@ -85,8 +86,8 @@ def define_flags():
                       "feature to control (e.g. sentiment); a conditional VAE's is its own.")
   flags.DEFINE_float("direction_scale", 1.0, "An unconditional VAE: multiple of the "
                      "latent direction added to z.")
-  flags.DEFINE_float("guidance", 0.0, "transfer: weight w of the guidance away from the "
-                     "source's own code (0: none).")
+  flags.DEFINE_float("guidance", 0.0, "transfer, sample --label: weight w of the guidance "
+                     "away from the source's own code / another label (0: none).")
   flags.mark_flag_as_required("workdir")
 
 
@@ -139,8 +140,9 @@ def run(trained, mode: str, *, num: int = 10, inputs=None, seed: int = 0,
   max_length = max_length or trained.config.data.max_length
   key = jax.random.key(seed)
   warnings = []
-  if guidance and mode != "transfer":
-    raise errors.ConfigError(f"--guidance is for --mode=transfer, not --mode={mode}")
+  if guidance and not (mode == "transfer" or (mode == "sample" and label is not None)):
+    raise errors.ConfigError(f"--guidance is for --mode=transfer and --mode=sample with "
+                             f"--label, not --mode={mode}")
   if label is not None or mode == "transfer" or decoding.num_labels(model):
     return run_labelled(trained, mode, num=num, inputs=inputs, key=key,
                         max_length=max_length, posterior=posterior, source_dir=source_dir,
@@ -222,7 +224,7 @@ def run_labelled(trained, mode: str, *, num: int, inputs, key, max_length: int,
   warnings += input_warnings
   if mode == "transfer":
     out = control.transfer(model, variables, tokens, sources, target, key, max_length=max_length,
-                           direction=direction, **generate_kwargs)
+                           direction=direction, guidance=guidance, **generate_kwargs)
   elif mode == "reconstruct":
     _, out = decoding.reconstruct(model, variables, tokens, key, max_length=max_length,
                                   use_mean=posterior == "mean", labels=sources,
