@@ -241,9 +241,8 @@ def test_transfer_sweep_reproduces_the_control_figures(conditional_runs):
   spec.loader.exec_module(sweep)
   _, workdir, _ = conditional_runs
   trained = restore.load(workdir)
-  result = sweep.sweep(workdir, [trained.step], [0.0, 3.0], [1.0], split="valid",
-                       num_sources=10)
-  assert [r["guidance"] for r in result["rows"]] == [0.0, 3.0]
+  result = sweep.sweep(workdir, [trained.step], [3.0], [1.0], split="valid", num_sources=10)
+  assert [r["guidance"] for r in result["rows"]] == [3.0]
   for row in result["rows"]:
     want = control.control_metrics(restore.load(workdir), split="valid", num_samples=2,
                                    num_sources=10, guidance=row["guidance"])

@@ -64,13 +64,25 @@ GOALS = {"synthetic": {"sample_accuracy": 0.95, "transfer_accuracy": 0.90, "tran
                             "transfer_bleu": 20}}
 
 
-def _likelihood(workdir, split):
-  path = os.path.join(workdir, "final_metrics.json")
-  if not os.path.exists(path):
-    return {}
-  with open(path, encoding="utf-8") as f:
-    m = json.load(f).get(split, {})
-  return {k: m[k] for k in ("iw_nll", "elbo", "kl", "ppl", "mi", "au") if k in m}
+def _likelihood(workdir, split, step=None):
+  """The split's likelihood figures of checkpoint `step`: from W/eval_<split>.json
+  when it is of that step (textvae.evaluate --step), else final_metrics.json's
+  (the training run's final evaluation, of its best checkpoint), with its step."""
+  path = os.path.join(workdir, f"eval_{split}.json")
+  m = {}
+  if step is not None and os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      m = json.load(f)
+    if m.get("step") != step:
+      m = {}
+  if not m:
+    path = os.path.join(workdir, "final_metrics.json")
+    if not os.path.exists(path):
+      return {}
+    with open(path, encoding="utf-8") as f:
+      final = json.load(f)
+    m = dict(final.get(split, {}), step=final.get("best_step", final.get("step")))
+  return {k: m[k] for k in ("iw_nll", "elbo", "kl", "ppl", "mi", "au", "step") if k in m}
 
 
 SENTIMENT_WORDS = {w: s for s in ("negative", "positive")
@@ -158,11 +170,12 @@ def markdown(name, runs, commands, split, goals, lm_likelihood=None) -> str:
               f"the rest kept) has BLEU to source **{first['oracle_bleu']:.1f}** on these "
               f"sources."]
   lines.append("")
-  lines += ["## Likelihood of the models (test split, from final_metrics.json)", "",
-            "IW-NLL with the K = 5 of the training runs' final evaluation (nats per "
-            "sentence); the language model's is exact. The VAEs' small KL weight buys "
-            "exact reconstructions with likelihood.", "",
-            "| model | IW-NLL | ELBO | KL | PPL | MI | AU |", "|---|---|---|---|---|---|---|"]
+  lines += ["## Likelihood of the models (test split)", "",
+            "IW-NLL with K = 5 (nats per sentence) of the checkpoint named (the training "
+            "run's final evaluation, or `textvae.evaluate --step`); the language model's is "
+            "exact. The VAEs' small KL weight buys exact reconstructions with likelihood.", "",
+            "| model | step | IW-NLL | ELBO | KL | PPL | MI | AU |",
+            "|---|---|---|---|---|---|---|---|"]
   models = {}
   for title, r in runs:
     title = title.split(", guidance")[0]
@@ -173,9 +186,9 @@ def markdown(name, runs, commands, split, goals, lm_likelihood=None) -> str:
     rows.append(("language model (fluency judge)", lm_likelihood))
   for title, m in rows:
     title = title.replace("latent direction", "unconditional VAE (latent direction)")
-    lines.append(f"| {title} | " + " | ".join(_fmt(m.get(k)) if k != "au" else str(m.get(k, "-"))
-                                             for k in ("iw_nll", "elbo", "kl", "ppl", "mi", "au"))
-                 + " |")
+    lines.append(f"| {title} | {m.get('step', '-')} | "
+                 + " | ".join(_fmt(m.get(k)) if k != "au" else str(m.get(k, "-"))
+                              for k in ("iw_nll", "elbo", "kl", "ppl", "mi", "au")) + " |")
   lines += ["", "## Examples", ""]
   for title, r in runs:
     lines += [f"**{title}**", "", "| source | target | output |", "|---|---|---|"]
@@ -238,14 +251,14 @@ def main():
     guided = f", guidance {g:g}" if g else ""
     cond = evaluate.control_workdir(args.conditional, step=args.conditional_step, guidance=g,
                                     **common)
-    cond["likelihood"] = _likelihood(args.conditional, "test")
+    cond["likelihood"] = _likelihood(args.conditional, "test", cond["step"])
     runs.append((f"conditional VAE ({cond['feature']}){guided}", cond))
     feature = args.feature or cond["feature"]
     for scale in [float(s) for s in args.direction_scales.split(",")]:
       r = evaluate.control_workdir(args.unconditional, step=args.unconditional_step,
                                    label_feature=feature, direction_scale=scale, guidance=g,
                                    **common)
-      r["likelihood"] = _likelihood(args.unconditional, "test")
+      r["likelihood"] = _likelihood(args.unconditional, "test", r["step"])
       runs.append((f"latent direction x{scale:g} (unconditional VAE){guided}", r))
   if args.name == "synthetic" and feature == "sentiment":
     for _, r in runs:
