@@ -222,7 +222,8 @@ def test_guided_transfer_contrasts_with_the_source_code(conditional_runs, tmp_pa
   assert lines == [trained.vocab.decode(t) for t in samples]
 
   plain = restore.load(tiny_workdir(tmp_path_factory))
-  _, direction = control.direction_for(plain, "sentiment", scale=1.0)
+  means = np.asarray(jax.random.normal(jax.random.key(5), (2, plain.model.latent_dim)))
+  direction = control.LatentDirection(means, means.mean(0), np.asarray([1, 1]), 1.0)
   guided = control.transfer(plain.model, plain.variables, tokens, src, target, max_length=L,
                             guidance=w, direction=direction)
   mu = decoding.posterior_mean(plain.model, plain.variables, tokens)

@@ -292,14 +292,18 @@ def guided_greedy_by_hand(model, params, z, contrast, w, max_length):
   """Step by step in numpy: argmax of (1 + w) log p(.|z) - w log p(.|contrast)
   over the words and </s>, the same prefix fed to both decoders."""
   variables = {"params": params}
+  step = jax.jit(lambda h, token, code: model.apply(variables, h, token, code,
+                                                   method="decode_step"))
   h = model.apply(variables, z, method="decode_init")
   h_c = model.apply(variables, contrast, method="decode_init")
   token = jnp.full((z.shape[0],), BOS_ID)
   out = np.full((z.shape[0], max_length), PAD_ID)
   done = np.zeros(z.shape[0], bool)
   for t in range(max_length):
-    h, logits = model.apply(variables, h, token, z, method="decode_step")
-    h_c, logits_c = model.apply(variables, h_c, token, contrast, method="decode_step")
+    if done.all():
+      break
+    h, logits = step(h, token, z)
+    h_c, logits_c = step(h_c, token, contrast)
     lp = np.asarray(jax.nn.log_softmax(logits, -1), np.float64)
     lp_c = np.asarray(jax.nn.log_softmax(logits_c, -1), np.float64)
     score = (1 + w) * lp - w * lp_c
