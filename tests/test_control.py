@@ -159,9 +159,6 @@ def test_conditional_generate_and_evaluate_clis(conditional_runs, tmp_path_facto
     generate.run(trained, "transfer", inputs=["the chef baked a cake ."], label="positive")
   with pytest.raises(errors.ConfigError, match="--guidance is for --mode=transfer"):
     generate.run(trained, "reconstruct", num=2, label="positive", guidance=1.0)
-  lines, _ = generate.run(trained, "transfer", num=3, label="positive", guidance=1.0,
-                          strategy="beam", beam_size=2)
-  assert len(lines) == 3
 
   lm = restore.load(tiny_workdir(tmp_path_factory))  # any workdir scores fluency
   result = control.control_metrics(trained, num_samples=4, num_sources=10, fluency_lm=lm)
