@@ -20,7 +20,7 @@ from textvae import errors
 from textvae import main
 from textvae import train
 
-SHUTDOWN_TIMEOUT_S = 10
+SHUTDOWN_TIMEOUT_S = 15
 SLOW_END_S = 2 * SHUTDOWN_TIMEOUT_S
 
 
