@@ -97,11 +97,16 @@ def _guided(logits_BxV, contrast_logits_BxV, guidance):
   return jax.nn.log_softmax((1.0 + guidance) * logp - guidance * contrast, axis=-1)
 
 
-def _contrast_step(model, variables, h_c, token, contrast):
-  """The contrast decoder's step (None when unguided)."""
+def _step(model, variables, states, token, code, contrast, guidance):
+  """One decoding step of the decoder and, when guided, of its contrast:
+  ((state, contrast state), float32 logits, guided when there is a contrast)."""
+  h, h_c = states
+  h, logits = model.apply(variables, h, token, code, method="decode_step")
+  logits = logits.astype(jnp.float32)
   if contrast is None:
-    return None, None
-  return model.apply(variables, h_c, token, contrast, method="decode_step")
+    return (h, h_c), logits
+  h_c, contrast_logits = model.apply(variables, h_c, token, contrast, method="decode_step")
+  return (h, h_c), _guided(logits, contrast_logits, guidance)
 
 
 def _row_keys(key, row_ids_B):
@@ -138,16 +143,12 @@ def _sample_loop(model, params, z_BxZ, key, row_ids_B, strategy_id, temperature,
     return (t < max_length) & ~jnp.all(done)
 
   def body(carry):
-    t, (h, h_c), token, done, out = carry
-    h, logits = model.apply(variables, h, token, z_BxZ, method="decode_step")
-    h_c, contrast_logits = _contrast_step(model, variables, h_c, token, contrast_BxZ)
-    logits = logits.astype(jnp.float32)
-    if contrast_BxZ is not None:
-      logits = _guided(logits, contrast_logits, guidance)
+    t, h, token, done, out = carry
+    h, logits = _step(model, variables, h, token, z_BxZ, contrast_BxZ, guidance)
     nxt = choose(logits, t).astype(jnp.int32)
     nxt = jnp.where(done, PAD_ID, nxt)
     out = jax.lax.dynamic_update_slice(out, nxt[:, None], (0, t))
-    return t + 1, (h, h_c), nxt, done | (nxt == EOS_ID), out
+    return t + 1, h, nxt, done | (nxt == EOS_ID), out
 
   start = (jnp.int32(0), (h0, hc0), jnp.full((B,), BOS_ID, jnp.int32), jnp.zeros((B,), bool),
            jnp.full((B, max_length), PAD_ID, jnp.int32))
@@ -178,13 +179,8 @@ def _beam_search(model, params, z_BxZ, length_penalty, contrast_BxZ=None, guidan
 
   def body(carry):
     t, h, token, seqs, logp, finished, lengths = carry
-    h_new, logits = model.apply(variables, h[0], token.reshape(B * K), z_NxZ,
-                                method="decode_step")
-    hc_new, contrast_logits = _contrast_step(model, variables, h[1], token.reshape(B * K),
-                                             contrast_NxZ)
-    logits = logits.astype(jnp.float32)
-    if contrast_NxZ is not None:
-      logits = _guided(logits, contrast_logits, guidance)
+    h_new, logits = _step(model, variables, h, token.reshape(B * K), z_NxZ, contrast_NxZ,
+                          guidance)
     logits = _mask_specials(logits)
     V = logits.shape[-1]
     step_logp = jax.nn.log_softmax(logits, axis=-1).reshape(B, K, V)
@@ -205,7 +201,7 @@ def _beam_search(model, params, z_BxZ, length_penalty, contrast_BxZ=None, guidan
     new_lengths = jnp.where(was_finished, take(lengths), t + 1)
     new_finished = was_finished | (tok == EOS_ID)
     new_h = jax.tree_util.tree_map(
-        lambda x: take(x.reshape((B, K) + x.shape[1:])).reshape(x.shape), (h_new, hc_new))
+        lambda x: take(x.reshape((B, K) + x.shape[1:])).reshape(x.shape), h_new)
     return t + 1, new_h, tok, new_seqs, new_logp, new_finished, new_lengths
 
   logp0 = jnp.full((B, K), _NEG_INF).at[:, 0].set(0.0)  # one live hypothesis to start
