@@ -316,6 +316,45 @@ def control_labels(trained, feature: str | None, train_factors) -> conditioning.
   return labels
 
 
+@dataclasses.dataclass
+class ControlData:
+  """What every control measurement of a trained VAE on one split reads."""
+  corpus: dict              # split name -> sources.Corpus (train and the split)
+  labels: conditioning.Labels
+  train_y: np.ndarray       # [N_train] label indices
+  classifier: BowClassifier
+  classifier_seconds: float
+  held_out_accuracy: float  # the classifier's, on the whole split
+  train: pipeline.EncodedSplit
+  buckets: object           # padded lengths of batches (pipeline.batch_buckets)
+  sources: pipeline.EncodedSplit  # the split's first `num_sources` sentences
+  source_labels: np.ndarray
+
+
+def control_data(trained, feature: str | None, split: str, num_sources: int) -> ControlData:
+  """The corpus, labels, judge (trained here), encoded training split and
+  sources of a control measurement (trained.config.data as given)."""
+  from textvae.data import sources  # pylint: disable=g-import-not-at-top
+  config = trained.config
+  corpus = sources.load_splits(config.data, splits=tuple(dict.fromkeys(("train", split))))
+  labels = control_labels(trained, feature, corpus["train"].factors)
+  train_y = conditioning.factor_values(corpus["train"].factors, labels.feature, labels,
+                                       "the train split")
+  eval_y = conditioning.factor_values(corpus[split].factors, labels.feature, labels,
+                                      f"the {split} split")
+  t0 = time.time()
+  clf = BowClassifier.fit(corpus["train"].sentences, train_y, len(labels))
+  clf_seconds = time.time() - t0
+  train = pipeline.encode("train", corpus["train"].sentences, trained.vocab,
+                          config.data.max_length)
+  n_src = min(num_sources, len(corpus[split].sentences))
+  src = pipeline.encode(split, corpus[split].sentences[:n_src], trained.vocab,
+                        config.data.max_length)
+  return ControlData(corpus, labels, train_y, clf, clf_seconds,
+                     clf.accuracy(corpus[split].sentences, eval_y), train,
+                     pipeline.batch_buckets(config.data, train.lengths), src, eval_y[:n_src])
+
+
 def control_metrics(trained, *, feature: str | None = None, split: str = "test",
                     num_samples: int = 200, num_sources: int = 1000, seed: int = 0,
                     fluency_lm=None, direction_scale: float = 1.0, batch_size: int = 256,
@@ -325,7 +364,6 @@ def control_metrics(trained, *, feature: str | None = None, split: str = "test",
   target label (module doc); `fluency_lm`: a restore.Trained language model.
   `keep_outputs`: also every generated sentence ('outputs': per target label,
   the samples and the transfers with their sources)."""
-  from textvae.data import sources  # pylint: disable=g-import-not-at-top
   start = time.time()
   config = trained.config
   if source_dir is not None:
@@ -334,31 +372,21 @@ def control_metrics(trained, *, feature: str | None = None, split: str = "test",
   if not decoding.latent_dim(model):
     raise errors.ConfigError("control metrics need a VAE; this workdir holds a language model")
   max_length = max_length or config.data.max_length
-  corpus = sources.load_splits(config.data, splits=tuple(dict.fromkeys(("train", split))))
-  labels = control_labels(trained, feature, corpus["train"].factors)
+  data = control_data(trained, feature, split, num_sources)
+  corpus, labels, train_y, clf, train, buckets = (data.corpus, data.labels, data.train_y,
+                                                  data.classifier, data.train, data.buckets)
+  src, src_y, n_src = data.sources, data.source_labels, len(data.source_labels)
   feature = labels.feature
   K = len(labels)
-  train_y = conditioning.factor_values(corpus["train"].factors, feature, labels,
-                                       "the train split")
-  eval_y = conditioning.factor_values(corpus[split].factors, feature, labels,
-                                      f"the {split} split")
-
-  t0 = time.time()
-  clf = BowClassifier.fit(corpus["train"].sentences, train_y, K)
-  clf_seconds = time.time() - t0
-  held_out = clf.accuracy(corpus[split].sentences, eval_y)
+  clf_seconds = data.classifier_seconds
+  held_out = data.held_out_accuracy
 
   method = method_of(model)
   direction = None
-  train = pipeline.encode("train", corpus["train"].sentences, vocab, config.data.max_length)
-  buckets = pipeline.batch_buckets(config.data, train.lengths)
   if method == "latent_direction":
     direction = latent_direction(model, variables, train, train_y, K, scale=direction_scale,
                                  buckets=buckets)
 
-  n_src = min(num_sources, len(corpus[split].sentences))
-  src = pipeline.encode(split, corpus[split].sentences[:n_src], vocab, config.data.max_length)
-  src_y = eval_y[:n_src]
   key = jax.random.key(seed)
   per_label, examples, outputs = {}, [], {}
   all_acc, all_hyp, all_ref = [], [], []

@@ -25,12 +25,9 @@ import time
 import jax
 import numpy as np
 
-from textvae import conditioning
 from textvae import control
 from textvae import reconstruction
 from textvae import restore
-from textvae.data import pipeline
-from textvae.data import sources
 
 
 def _floats(text):
@@ -45,27 +42,16 @@ def sweep(workdir, steps, guidance, scales, *, split="valid", num_sources=1000,
   config = first.config
   if source_dir is not None:
     config.data.source_dir = source_dir
-  corpus = sources.load_splits(config.data, splits=tuple(dict.fromkeys(("train", split))))
-  labels = control.control_labels(first, label_feature, corpus["train"].factors)
-  train_y = conditioning.factor_values(corpus["train"].factors, labels.feature, labels,
-                                       "the train split")
-  eval_y = conditioning.factor_values(corpus[split].factors, labels.feature, labels,
-                                      f"the {split} split")
-  clf = control.BowClassifier.fit(corpus["train"].sentences, train_y, len(labels))
-  n = min(num_sources, len(eval_y))
-  train = pipeline.encode("train", corpus["train"].sentences, first.vocab,
-                          config.data.max_length)
-  buckets = pipeline.batch_buckets(config.data, train.lengths)
-  src = pipeline.encode(split, corpus[split].sentences[:n], first.vocab, config.data.max_length)
-  src_y = eval_y[:n]
+  data = control.control_data(first, label_feature, split, num_sources)
+  labels, clf, src, src_y = data.labels, data.classifier, data.sources, data.source_labels
   conditional = control.method_of(first.model) == "conditional"
   rows = []
   for step in steps:
     trained = first if step == steps[0] else restore.load(workdir, step)
     directions = [None]
     if not conditional:
-      base = control.latent_direction(trained.model, trained.variables, train, train_y,
-                                      len(labels), buckets=buckets)
+      base = control.latent_direction(trained.model, trained.variables, data.train,
+                                      data.train_y, len(labels), buckets=data.buckets)
       directions = [control.LatentDirection(base.label_means, base.mean, base.counts, s)
                     for s in scales]
     for direction in directions:
@@ -77,7 +63,7 @@ def sweep(workdir, steps, guidance, scales, *, split="valid", num_sources=1000,
           _, hyp, ref = control.transfer_split(
               trained.model, trained.variables, trained.vocab, src, src_y, k, key,
               max_length=config.data.max_length, batch_size=batch_size, direction=direction,
-              buckets=buckets, guidance=g, **generate_kwargs)
+              buckets=data.buckets, guidance=g, **generate_kwargs)
           ok = clf.predict(hyp) == k
           per_label[name] = {"transfer_accuracy": float(np.mean(ok)),
                              "transfer_bleu": reconstruction.corpus_bleu(hyp, ref)["bleu"]}
@@ -90,10 +76,10 @@ def sweep(workdir, steps, guidance, scales, *, split="valid", num_sources=1000,
                      "transfer_bleu": reconstruction.corpus_bleu(hyps, refs)["bleu"],
                      "per_label": per_label, "seconds": time.time() - t0})
   return {"workdir": os.path.relpath(first.workdir), "method": control.method_of(first.model),
-          "feature": labels.feature, "split": split, "num_sources": int(n),
+          "feature": labels.feature, "split": split, "num_sources": len(src_y),
           "decoding": {"strategy": "greedy", **generate_kwargs},
-          "classifier": {"name": clf.name, "held_out_accuracy": clf.accuracy(
-              corpus[split].sentences, eval_y)}, "rows": rows}
+          "classifier": {"name": clf.name, "held_out_accuracy": data.held_out_accuracy},
+          "rows": rows}
 
 
 def markdown(result, command) -> str:
