@@ -14,6 +14,7 @@ from configs import default
 from configs import override
 from textvae import lock
 from tests.helpers import REPO
+from tests.helpers import built_once
 from tests.helpers import xla_flags
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
@@ -65,6 +66,19 @@ def start(workdir, tmp_path, name):
   log = open(tmp_path / f"{name}.log", "w")  # pylint: disable=consider-using-with
   return subprocess.Popen(cli(workdir, tmp_path), cwd=REPO, env=cli_env(tmp_path),
                           stdout=log, stderr=subprocess.STDOUT)
+
+
+def straight_run(tmp_path_factory):
+  """(its tmp folder, its workdir): the CLI run of NUM_STEPS steps straight
+  through (checkpoints NUM_STEPS - CKPT_EVERY and NUM_STEPS kept, the final
+  validation saved as best), once per session. Its tmp folder holds the TFDS
+  data its config names: a copy of the workdir resumes with `cli(copy, that
+  folder)` or `cli_config(that folder)`."""
+  def build(root):
+    proc = start(str(root / "straight"), root, "straight")
+    assert proc.wait(timeout=300) == 0, log_text(root, "straight")[-3000:]
+  root = built_once(tmp_path_factory, "cli_straight_run", build)
+  return root, str(root / "straight")
 
 
 def log_text(tmp_path, name):

@@ -2,8 +2,10 @@
 training config, the metrics of a workdir, its final
 checkpoint, and the session's one tiny trained workdir."""
 
+import fcntl
 import json
 import os
+import shutil
 
 from configs import default
 
@@ -72,17 +74,38 @@ def final_params(config, workdir):
   return restored, meta
 
 
+def built_once(tmp_path_factory, name, build):
+  """The folder `name` that `build(folder)` fills, made once per test session
+  and shared by the session's xdist workers (their base temporary folders are
+  siblings): the first worker to ask builds it while the others wait on a lock;
+  a build that failed is started again by the next one to ask. Users must not
+  change what is in it (copy it first)."""
+  base = tmp_path_factory.getbasetemp()
+  shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+  folder, done = shared / name, shared / f"{name}.done"
+  with open(shared / f"{name}.lock", "a", encoding="utf-8") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      if not done.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        build(folder)
+        done.touch()
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+  return folder
+
+
 def tiny_workdir(tmp_path_factory):
   """A 60-step synthetic VAE, trained once per session (the generation,
   notebook, probe and control tests ask for the same path and reuse it)."""
   from textvae import train  # pylint: disable=g-import-not-at-top
-  root = tmp_path_factory.getbasetemp() / "tiny_generation_workdir"
-  workdir = str(root / "run")
-  if not os.path.exists(os.path.join(workdir, "final_metrics.json")):
+
+  def build(root):
     config = tiny_config(root, num_steps=60, eval_importance_samples=2, log_every_steps=20,
                          checkpoint_every_steps=60, num_samples=2)
-    train.train_and_evaluate(config, workdir)
-  return workdir
+    train.train_and_evaluate(config, str(root / "run"))
+  return str(built_once(tmp_path_factory, "tiny_generation_workdir", build) / "run")
 
 
 def assert_same_training(run_a, run_b):

@@ -11,15 +11,17 @@ import jax
 import numpy as np
 import pytest
 
+from configs import override
 from tests.helpers import tiny_workdir
-from tests.cli_runs import (CKPT_EVERY, REPO, cli, cli_env, kill_while_saving, log_text,
-                              metrics_by_step)
+from tests.cli_runs import (CKPT_EVERY, REPO, cli, cli_config, cli_env, kill_while_saving,
+                            log_text, metrics_by_step)
 from textvae import conditioning
 from textvae import control
 from textvae import decoding
 from textvae import errors
 from textvae import generate
 from textvae import restore
+from textvae import train
 from textvae.data import pipeline
 
 CONDITION = {"model.condition": "sentiment", "model.condition_prior": "learned",
@@ -95,9 +97,10 @@ def test_unconditional_vae_controls_along_its_latent_direction(tmp_path_factory)
 
 @pytest.fixture(scope="module")
 def conditional_runs(tmp_path_factory):
-  """A conditional CLI run straight through, and one killed with -9 while
-  writing its last checkpoint (20) and resumed from checkpoint 10: (tmp folder,
-  straight workdir, killed workdir)."""
+  """A conditional run straight through (in this process: the CLI's config and
+  compiled programs), and a CLI run killed with -9 while writing its last
+  checkpoint (20) and resumed from checkpoint 10: (tmp folder, straight
+  workdir, killed workdir)."""
   tmp_path = tmp_path_factory.mktemp("conditional")
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
 
@@ -106,8 +109,7 @@ def conditional_runs(tmp_path_factory):
     return subprocess.Popen(cli(workdir, tmp_path, **CONDITION), cwd=REPO,
                             env=cli_env(tmp_path), stdout=log, stderr=subprocess.STDOUT)
 
-  proc = start(straight, "straight")
-  assert proc.wait(timeout=400) == 0, log_text(tmp_path, "straight")[-3000:]
+  train.train_and_evaluate(override(cli_config(tmp_path), CONDITION), straight)
   proc = start(killed, "run1")
   caught, _ = kill_while_saving(proc, killed, 2 * CKPT_EVERY, inside="state")
   proc = start(killed, "run2")

@@ -26,20 +26,16 @@ from tests.helpers import xla_flags
 from tests.cli_runs import (CKPT_EVERY, NUM_STEPS, REPO, TMP_SUFFIX, assert_took_over_lock_of,
                             ckpt_names, cli,
                             cli_config, cli_env, count_lines, kill_while_saving, log_text,
-                            metrics_by_step, start)
+                            metrics_by_step, start, straight_run)
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
   """An uninterrupted CLI run: (its tmp folder, its workdir)."""
-  tmp_path = tmp_path_factory.mktemp("runs")
-  workdir = str(tmp_path / "straight")
-  proc = start(workdir, tmp_path, "straight")
-  assert proc.wait(timeout=300) == 0, log_text(tmp_path, "straight")[-3000:]
-  return tmp_path, workdir
+  return straight_run(tmp_path_factory)
 
 
-def test_kill_9_at_several_points_then_resume_equals_uninterrupted_run(straight):
-  tmp_path, straight_dir = straight
+def test_kill_9_at_several_points_then_resume_equals_uninterrupted_run(straight, tmp_path):
+  straight_dir = straight[1]
   workdir = str(tmp_path / "killed")
   record = []
   # 1. Killed while writing its first checkpoint: nothing complete to resume from.

@@ -103,3 +103,22 @@ def test_same_seed_same_loss_and_steps_draw_different_noise():
   # The latent and dropout streams are distinct keys.
   r = steps.step_rngs(key, 3)
   assert not np.array_equal(jax.random.key_data(r["latent"]), jax.random.key_data(r["dropout"]))
+
+
+def test_abstract_train_state_has_the_initialised_structure_and_computes_nothing():
+  """What restore targets instead of initialising: the same tree, shapes and
+  dtypes as create_train_state's, for GRU and LSTM cells and Adam and SGD."""
+  for cell, optimizer in (("gru", "adam"), ("lstm", "sgd")):
+    model = models.TextVAE(vocab_size=20, embed_dim=8, hidden_dim=16, latent_dim=4, cell=cell)
+    config = _train_config()
+    config.optimizer = optimizer
+    real = steps.create_train_state(model, jax.random.key(0), config)
+    abstract = steps.abstract_train_state(model, config)
+    assert (jax.tree_util.tree_structure(abstract.params)
+            == jax.tree_util.tree_structure(real.params))
+    for part in ("params", "opt_state", "batch_stats"):
+      got, want = getattr(abstract, part), getattr(real, part)
+      assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want), part
+      for a, r in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        assert isinstance(a, jax.ShapeDtypeStruct)  # nothing was computed
+        assert (a.shape, a.dtype) == (np.shape(r), jax.numpy.result_type(r)), part

@@ -17,7 +17,8 @@ import jax
 import numpy as np
 import pytest
 
-from tests.cli_runs import REPO, cli, cli_config, cli_env, log_text, wait_for
+from tests.cli_runs import (CKPT_EVERY, NUM_STEPS, REPO, cli, cli_config, cli_env, log_text,
+                            straight_run, wait_for)
 from textvae import checkpoints
 from textvae import generate
 from textvae import lock
@@ -25,18 +26,16 @@ from textvae import restore
 from textvae import train
 from textvae import workdir as workdir_lib
 
-STEPS = 30  # the trained workdir: checkpoints 20 and 30 (keep 2), best at 30
+# The trained workdir: checkpoints STEPS - 10 and STEPS (keep 2), best at STEPS.
+STEPS = NUM_STEPS
+assert CKPT_EVERY == 10
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  """(tmp folder, workdir) of a finished run with the CLI's tiny config."""
-  tmp_path = tmp_path_factory.mktemp("integrity")
-  config = cli_config(tmp_path)
-  config.train.num_steps = STEPS
-  workdir = str(tmp_path / "trained")
-  train.train_and_evaluate(config, workdir)
-  return tmp_path, workdir
+  """(tmp folder, workdir) of a finished run with the CLI's tiny config (the
+  session's one, shared with test_reliability.py: tests copy it)."""
+  return straight_run(tmp_path_factory)
 
 
 def copy_of(trained, tmp_path, name="w"):
@@ -71,12 +70,12 @@ def params_of(workdir, step):
 
 # --- One training run per workdir ---------------------------------------------
 
-def test_second_training_run_is_refused_at_once_naming_the_holder(trained):
-  tmp_path = trained[0]
+def test_second_training_run_is_refused_at_once_naming_the_holder(trained, tmp_path):
+  data_tmp = trained[0]  # its prepared data
   workdir = str(tmp_path / "locked")
   log = open(tmp_path / "first.log", "w")  # pylint: disable=consider-using-with
-  first = subprocess.Popen(cli(workdir, tmp_path, **{"train.num_steps": 10}), cwd=REPO,
-                           env=cli_env(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+  first = subprocess.Popen(cli(workdir, data_tmp, **{"train.num_steps": 10}), cwd=REPO,
+                           env=cli_env(data_tmp), stdout=log, stderr=subprocess.STDOUT)
   try:
     # Well past taking the lock; frozen so that it holds it however fast it is.
     wait_for(first, lambda: os.path.exists(workdir_lib.metrics_path(workdir)), "training")
@@ -84,7 +83,7 @@ def test_second_training_run_is_refused_at_once_naming_the_holder(trained):
     holder = json.load(open(lock.lock_path(workdir)))
     assert holder["pid"] == first.pid and holder["host"] == socket.gethostname()
     before = sorted(os.listdir(workdir))
-    second = subprocess.run(cli(workdir, tmp_path), cwd=REPO, env=cli_env(tmp_path),
+    second = subprocess.run(cli(workdir, data_tmp), cwd=REPO, env=cli_env(data_tmp),
                             capture_output=True, text=True, timeout=300)
     assert second.returncode == 1
     assert last_line(second.stderr) == (
@@ -169,7 +168,7 @@ def test_stale_lock_taken_over_live_or_remote_holder_refused(tmp_path, caplog):
 def _corrupt(workdir, how):
   """(the unreadable step, the step to resume from, a damaged file's path in the step)."""
   latest = os.path.join(workdir, "checkpoints", str(STEPS))
-  if how == "empty_step_folder":  # `mkdir W/checkpoints/40`
+  if how == "empty_step_folder":  # `mkdir W/checkpoints/60`
     os.makedirs(os.path.join(workdir, "checkpoints", str(STEPS + 10)))
     return STEPS + 10, STEPS, None
   if how == "truncated_array_file":
@@ -202,7 +201,7 @@ def test_unreadable_latest_step_is_moved_aside_and_the_previous_one_resumed(
   if damaged:
     assert os.path.getsize(os.path.join(moved, damaged)) == (1000 if "state" in damaged else 0)
   assert checkpoints.Checkpointer(workdir).latest_step() == STEPS + 10
-  if good < STEPS:  # step 30 trained again from 20: the same as the first time
+  if good < STEPS:  # step STEPS trained again from STEPS - 10: the same as the first time
     jax.tree_util.tree_map(np.testing.assert_array_equal, params_of(trained[1], STEPS),
                            params_of(workdir, STEPS))
   steps = metric_steps(workdir)
@@ -248,11 +247,12 @@ def test_edited_vocabulary_refused_by_every_cli_naming_the_file(trained, tmp_pat
     assert last_line(proc.stderr).startswith(swapped), (module, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr and not proc.stdout.strip()
   json.dump({"tokens": tokens + ["zebra"]}, open(vpath, "w"))
-  proc = run_cli("textvae.probe", f"--workdir={workdir}", "--step=20",
+  proc = run_cli("textvae.probe", f"--workdir={workdir}", f"--step={STEPS - 10}",
                  env=cli_env(trained[0]))
   assert proc.returncode == 1, proc.stderr[-3000:]
   assert last_line(proc.stderr) == (
-      f"error: {vpath} does not match checkpoint 20 in {workdir}/checkpoints (vocabulary: "
+      f"error: {vpath} does not match checkpoint {STEPS - 10} in {workdir}/checkpoints "
+      "(vocabulary: "
       f"vocab.json has {len(tokens) + 1} tokens, the checkpoint {len(tokens)}); restore the "
       "vocab.json it was trained with")
   assert "Traceback" not in proc.stderr

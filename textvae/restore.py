@@ -65,7 +65,7 @@ def load(workdir: str, step: int | None = None, checkpoint: str = "auto") -> Tra
   if checkpoint == "best" and step is None and not use_best:
     raise errors.MissingFileError(f"{best_dir} holds no checkpoint (the run has not "
                                   "validated yet, or predates model selection)")
-  template = steps.create_train_state(model, jax.random.key(0), config.train)
+  template = steps.abstract_train_state(model, config.train)
   vpath = workdir_lib.vocab_path(workdir)
 
   def restore_step(ckpt, s):

@@ -77,6 +77,14 @@ def create_train_state(model, init_key, train_config) -> TrainState:
                            batch_stats=dict(variables.get("batch_stats", {})))
 
 
+def abstract_train_state(model, train_config) -> TrainState:
+  """The train state's structure, shapes and dtypes (jax.ShapeDtypeStruct
+  leaves) without initialising it: the target of a restore. Initialising runs
+  every parameter initialiser as its own small program, seconds of compiling
+  in each new process that only wants a checkpoint's values."""
+  return jax.eval_shape(lambda: create_train_state(model, jax.random.key(0), train_config))
+
+
 def step_rngs(key, step):
   """The named streams for one step: {'latent', 'dropout'}."""
   latent, dropout = jax.random.split(jax.random.fold_in(key, step))
