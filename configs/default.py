@@ -38,6 +38,8 @@ def get_config():
   config.data.max_buckets = 96
   config.data.synthetic_seed = 0
   config.data.synthetic_num_train = 10000
+  config.data.synthetic_num_valid = 1000  # smaller held-out splits: quicker validations
+  config.data.synthetic_num_test = 1000
 
   config.model = ml_collections.ConfigDict()
   config.model.kind = "vae"               # vae | lm

@@ -14,6 +14,7 @@ from configs import default
 from configs import override
 from textvae import lock
 from tests.helpers import REPO
+from tests.helpers import TINY_HELD_OUT
 from tests.helpers import built_once
 from tests.helpers import xla_flags
 
@@ -23,7 +24,8 @@ TMP_SUFFIX = ".orbax-checkpoint-tmp"
 # optimizer, so the same compiled steps), with a metric line per step.
 NUM_STEPS, CKPT_EVERY = 50, 10
 OVERRIDES = {
-    "data.synthetic_num_train": 640, "data.pad_multiple": 24,
+    "data.synthetic_num_train": 640, "data.synthetic_num_valid": TINY_HELD_OUT,
+    "data.synthetic_num_test": TINY_HELD_OUT, "data.pad_multiple": 24,
     "model.embed_dim": 16, "model.hidden_dim": 32, "model.latent_dim": 4,
     "train.batch_size": 16, "train.eval_batch_size": 200, "train.learning_rate": 1e-2,
     "train.num_steps": NUM_STEPS, "train.log_every_steps": 1,

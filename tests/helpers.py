@@ -25,11 +25,16 @@ def xla_flags(num_devices: int) -> str:
   return f"--xla_force_host_platform_device_count={num_devices} {COMPILE_FLAGS}"
 
 
+TINY_HELD_OUT = 200  # sentences in each of tiny_config's valid and test splits
+
+
 def tiny_config(tmp_path, **train_overrides):
   """configs/default.py at a size that trains 60 steps in seconds."""
   config = default.get_config()
   config.data.tfds_data_dir = str(tmp_path / "tfds")
   config.data.synthetic_num_train = 640
+  # Validations and the final test evaluation are much of a tiny run's time.
+  config.data.synthetic_num_valid = config.data.synthetic_num_test = TINY_HELD_OUT
   # synthetic's sentences have 9-21 tokens: one padded length, so each
   # program compiles once
   config.data.pad_multiple = 24
@@ -104,6 +109,8 @@ def tiny_workdir(tmp_path_factory):
   def build(root):
     config = tiny_config(root, num_steps=60, eval_importance_samples=2, log_every_steps=20,
                          checkpoint_every_steps=60, num_samples=2)
+    # The probe tests fit and score classifiers on its valid and test splits.
+    config.data.synthetic_num_valid = config.data.synthetic_num_test = 1000
     train.train_and_evaluate(config, str(root / "run"))
   return str(built_once(tmp_path_factory, "tiny_generation_workdir", build) / "run")
 

@@ -97,6 +97,16 @@ def test_synthetic_is_deterministic_and_keeps_factors(tmp_path):
   assert all(any(c in s.split() for c in synthetic.CONNECTIVES) for s in long_)
 
 
+def test_synthetic_held_out_sizes_draw_from_the_same_streams_and_leave_train_alone(tmp_path):
+  full = sources.load_splits(_data_config(tmp_path, name="synthetic"))
+  small = sources.load_splits(_data_config(tmp_path, name="synthetic", synthetic_num_valid=30,
+                                           synthetic_num_test=20))
+  assert [len(small[s].sentences) for s in ("train", "valid", "test")] == [200, 30, 20]
+  assert small["train"].sentences == full["train"].sentences
+  for split in ("valid", "test"):  # the first of the same stream (TFDS stores them shuffled)
+    assert set(small[split].sentences) < set(full[split].sentences)
+
+
 def test_vocab_json_round_trip(tmp_path):
   vocab = vocab_lib.Vocabulary.build(["b a a", "c a b"], max_size=6)
   assert vocab.tokens == list(vocab_lib.SPECIALS) + ["a", "b"]

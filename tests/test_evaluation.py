@@ -172,7 +172,7 @@ def test_same_seed_same_numbers_any_device_count():
 
 
 def test_evaluate_workdir_vae_and_lm(tmp_path):
-  from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
+  from tests.helpers import TINY_HELD_OUT, tiny_config  # pylint: disable=g-import-not-at-top
   from textvae import evaluate  # pylint: disable=g-import-not-at-top
   from textvae import train  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
@@ -193,7 +193,7 @@ def test_evaluate_workdir_vae_and_lm(tmp_path):
       assert a[k] == b[k], k  # same checkpoint, same seed: same numbers
     saved = json.load(open(os.path.join(workdir, "eval_valid.json")))
     assert saved["iw_nll"] == a["iw_nll"] and saved["step"] == 10
-    assert a["num_sentences"] == 1000
+    assert a["num_sentences"] == TINY_HELD_OUT
     results[kind] = a
   vae, lm = results["vae"], results["lm"]
   assert 0 <= vae["token_accuracy"] <= 1 and 0 <= vae["bleu"] <= 100  # reconstructions scored

@@ -27,6 +27,7 @@ import pytest
 from configs import default
 from configs import override
 from tests.helpers import REPO
+from tests.helpers import TINY_HELD_OUT
 from tests.helpers import xla_flags
 from textvae import checkpoints
 from textvae import models
@@ -38,7 +39,8 @@ TOL = 1e-5
 # A tiny config: one padded length (max_length = pad_multiple) so that every run
 # compiles one train step; checkpoints at steps 3 and 6.
 OVERRIDES = {
-    "data.synthetic_num_train": 640, "data.max_length": 24, "data.pad_multiple": 24,
+    "data.synthetic_num_train": 640, "data.synthetic_num_valid": TINY_HELD_OUT,
+    "data.synthetic_num_test": TINY_HELD_OUT, "data.max_length": 24, "data.pad_multiple": 24,
     "model.embed_dim": 16, "model.hidden_dim": 32, "model.latent_dim": 4,
     "train.batch_size": 16, "train.eval_batch_size": 200, "train.learning_rate": 0.01,
     "train.num_steps": NUM_STEPS, "train.log_every_steps": 1,

@@ -9,7 +9,7 @@ import pytest
 
 from textvae import checkpoints
 from textvae import train
-from tests.helpers import final_params, read_metrics, tiny_config
+from tests.helpers import TINY_HELD_OUT, final_params, read_metrics, tiny_config
 
 
 def test_tiny_run_learns_and_writes_outputs(tmp_path):
@@ -23,7 +23,7 @@ def test_tiny_run_learns_and_writes_outputs(tmp_path):
   valid = [r for r in read_metrics(workdir) if "valid/elbo" in r]
   assert [r["step"] for r in valid] == [30, 60]
   assert valid[1]["valid/elbo"] > valid[0]["valid/elbo"]
-  assert results["test"]["num_sentences"] == 1000
+  assert results["test"]["num_sentences"] == TINY_HELD_OUT
   for name in ("vocab.json", "config.json", "samples.txt", "final_metrics.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))

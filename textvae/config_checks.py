@@ -90,6 +90,8 @@ RULES = {
     "data.max_buckets": integer(1),
     "data.synthetic_seed": integer(0),
     "data.synthetic_num_train": integer(1),
+    "data.synthetic_num_valid": integer(1),
+    "data.synthetic_num_test": integer(1),
     "model.kind": choice(MODEL_KINDS),
     "model.embed_dim": integer(1),
     "model.hidden_dim": integer(1),

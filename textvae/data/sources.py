@@ -60,7 +60,9 @@ def make_builder(data_config) -> tfds.core.DatasetBuilder:
     return cls(data_dir=data_dir, config=cls.make_config(data_config), file_format="array_record")
   if name == "synthetic":
     cfg = synthetic.make_config(data_config.get("synthetic_seed", 0),
-                                data_config.get("synthetic_num_train", 10000))
+                                data_config.get("synthetic_num_train", 10000),
+                                data_config.get("synthetic_num_valid", 1000),
+                                data_config.get("synthetic_num_test", 1000))
     return synthetic.Synthetic(data_dir=data_dir, config=cfg, file_format="array_record")
   raise errors.ConfigError(f"config.data.name={name!r}: expected one of "
                            f"{', '.join(map(repr, NAMES))}")
