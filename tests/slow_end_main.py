@@ -21,7 +21,10 @@ from textvae import main
 from textvae import train
 
 SHUTDOWN_TIMEOUT_S = 15
-SLOW_END_S = 2 * SHUTDOWN_TIMEOUT_S
+# Past the barrier's timeout by more than the two processes' skew at the end
+# (both write their samples at the same step), so that without the end-of-
+# training barrier process 1 waits alone until it times out.
+SLOW_END_S = SHUTDOWN_TIMEOUT_S + 5
 
 
 def _slow_on_process_zero(write_samples):

@@ -9,7 +9,7 @@ both must still exit with status 0.
 
 One module fixture starts the three subprocess runs, trains the 4-device
 reference in this process (conftest gives it 4 CPU devices) while they run,
-then waits for them: about 45 s of wall time on 2 cores, plus up to the 30 s
+then waits for them: about 45 s of wall time on 2 cores, plus up to the 20 s
 that slow_end_main.py adds to process 0's end.
 """
 
