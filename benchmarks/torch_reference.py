@@ -236,9 +236,12 @@ def compare(config_args, *, steps, repeats, warmup=10, skip=0, data_dir=None):
       "torch": [sys.executable, os.path.abspath(__file__),
                 f"--warmup={max(warmup, steps)}"] + common}
   runs = {"textvae": [], "torch": []}
-  for _ in range(repeats):
+  for i in range(repeats):
     for name, cmd in commands.items():
       runs[name].append(_last_json(cmd, env))
+      # Each run as it ends: a comparison stopped early keeps the runs it made.
+      print(f"{name} run {i + 1}/{repeats}: {json.dumps(runs[name][-1])}", file=sys.stderr,
+            flush=True)
   token_counts = {r["tokens"] for rs in runs.values() for r in rs}
   if len(token_counts) != 1:
     raise RuntimeError(f"the two benchmarks measured different batches: tokens {token_counts}")

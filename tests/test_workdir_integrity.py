@@ -26,7 +26,7 @@ from textvae import restore
 from textvae import train
 from textvae import workdir as workdir_lib
 
-# The trained workdir: checkpoints STEPS - 10 and STEPS (keep 2), best at STEPS.
+# The trained workdir: checkpoints STEPS - CKPT_EVERY and STEPS (keep 2), best at STEPS.
 STEPS = NUM_STEPS
 assert CKPT_EVERY == 10
 
@@ -169,8 +169,8 @@ def _corrupt(workdir, how):
   """(the unreadable step, the step to resume from, a damaged file's path in the step)."""
   latest = os.path.join(workdir, "checkpoints", str(STEPS))
   if how == "empty_step_folder":  # `mkdir W/checkpoints/60`
-    os.makedirs(os.path.join(workdir, "checkpoints", str(STEPS + 10)))
-    return STEPS + 10, STEPS, None
+    os.makedirs(os.path.join(workdir, "checkpoints", str(STEPS + CKPT_EVERY)))
+    return STEPS + CKPT_EVERY, STEPS, None
   if how == "truncated_array_file":
     data = os.path.join("state", "ocdbt.process_0", "d")
     biggest = max(os.listdir(os.path.join(latest, data)),
@@ -181,7 +181,7 @@ def _corrupt(workdir, how):
   else:
     damaged = os.path.join("meta", "metadata")
     open(os.path.join(latest, damaged), "w").close()
-  return STEPS, STEPS - 10, damaged
+  return STEPS, STEPS - CKPT_EVERY, damaged
 
 
 @pytest.mark.parametrize("how", ["empty_step_folder", "truncated_array_file",
@@ -191,7 +191,7 @@ def test_unreadable_latest_step_is_moved_aside_and_the_previous_one_resumed(
   workdir = copy_of(trained, tmp_path)
   bad, good, damaged = _corrupt(workdir, how)
   config = cli_config(trained[0])
-  config.train.num_steps = STEPS + 10
+  config.train.num_steps = STEPS + CKPT_EVERY
   with caplog.at_level("WARNING"):
     train.train_and_evaluate(config, workdir)
   moved = os.path.join(workdir, "checkpoints.corrupt", str(bad))
@@ -200,12 +200,12 @@ def test_unreadable_latest_step_is_moved_aside_and_the_previous_one_resumed(
   assert os.path.isdir(moved)  # kept as it was, not deleted
   if damaged:
     assert os.path.getsize(os.path.join(moved, damaged)) == (1000 if "state" in damaged else 0)
-  assert checkpoints.Checkpointer(workdir).latest_step() == STEPS + 10
-  if good < STEPS:  # step STEPS trained again from STEPS - 10: the same as the first time
+  assert checkpoints.Checkpointer(workdir).latest_step() == STEPS + CKPT_EVERY
+  if good < STEPS:  # step STEPS trained again from the one before: the same as the first time
     jax.tree_util.tree_map(np.testing.assert_array_equal, params_of(trained[1], STEPS),
                            params_of(workdir, STEPS))
   steps = metric_steps(workdir)
-  assert steps == list(range(1, STEPS + 11)), steps  # each step once
+  assert steps == list(range(1, STEPS + CKPT_EVERY + 1)), steps  # each step once
 
 
 def test_damaged_best_checkpoint_falls_back_to_the_latest_in_evaluate_and_generate(
@@ -247,11 +247,11 @@ def test_edited_vocabulary_refused_by_every_cli_naming_the_file(trained, tmp_pat
     assert last_line(proc.stderr).startswith(swapped), (module, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr and not proc.stdout.strip()
   json.dump({"tokens": tokens + ["zebra"]}, open(vpath, "w"))
-  proc = run_cli("textvae.probe", f"--workdir={workdir}", f"--step={STEPS - 10}",
+  proc = run_cli("textvae.probe", f"--workdir={workdir}", f"--step={STEPS - CKPT_EVERY}",
                  env=cli_env(trained[0]))
   assert proc.returncode == 1, proc.stderr[-3000:]
   assert last_line(proc.stderr) == (
-      f"error: {vpath} does not match checkpoint {STEPS - 10} in {workdir}/checkpoints "
+      f"error: {vpath} does not match checkpoint {STEPS - CKPT_EVERY} in {workdir}/checkpoints "
       "(vocabulary: "
       f"vocab.json has {len(tokens) + 1} tokens, the checkpoint {len(tokens)}); restore the "
       "vocab.json it was trained with")
@@ -285,23 +285,23 @@ def test_failed_checkpoint_save_stops_training_and_the_rerun_resumes_before_it(
     trained, tmp_path, caplog):
   workdir = copy_of(trained, tmp_path)
   # 32 kB: below every checkpoint's largest array file, above the metric files.
-  proc = subprocess.run(cli(workdir, trained[0], **{"train.num_steps": STEPS + 20}),
+  proc = subprocess.run(cli(workdir, trained[0], **{"train.num_steps": STEPS + 2 * CKPT_EVERY}),
                         cwd=REPO, env=cli_env(trained[0]), capture_output=True, text=True,
                         timeout=300, preexec_fn=lambda: resource.setrlimit(
                             resource.RLIMIT_FSIZE, (32000, 32000)))
   assert proc.returncode == 1, proc.stderr[-3000:]
   # (Orbax's own threads may still report their failed writes after this line.)
-  assert (f"error: saving checkpoint {STEPS + 10} to {workdir}/checkpoints failed (File too "
-          "large); training stopped. The checkpoints saved before it are kept: a rerun "
+  assert (f"error: saving checkpoint {STEPS + CKPT_EVERY} to {workdir}/checkpoints failed "
+          "(File too large); training stopped. The checkpoints saved before it are kept: a rerun "
           "resumes from the latest of them") in proc.stderr.splitlines(), proc.stderr[-3000:]
-  assert max(metric_steps(workdir)) == STEPS + 10  # stopped at the failed save
-  assert checkpoints.Checkpointer(workdir).all_steps() == [STEPS - 10, STEPS]
+  assert max(metric_steps(workdir)) == STEPS + CKPT_EVERY  # stopped at the failed save
+  assert checkpoints.Checkpointer(workdir).all_steps() == [STEPS - CKPT_EVERY, STEPS]
   config = cli_config(trained[0])
-  config.train.num_steps = STEPS + 20
+  config.train.num_steps = STEPS + 2 * CKPT_EVERY
   with caplog.at_level("INFO"):
     train.train_and_evaluate(config, workdir)  # the rerun, without the limit
   assert f"Resuming from step {STEPS} (checkpoint {workdir}/checkpoints/{STEPS})" in caplog.text
-  assert metric_steps(workdir) == list(range(1, STEPS + 21))  # each step once
+  assert metric_steps(workdir) == list(range(1, STEPS + 2 * CKPT_EVERY + 1))  # each step once
 
 
 # --- Smaller ------------------------------------------------------------------

@@ -9,7 +9,6 @@ import os
 
 from absl import logging
 import flax.linen as nn
-import jax
 import ml_collections
 
 from textvae import checkpoints
