@@ -64,9 +64,9 @@ def cli_env(tmp_path):
   return env
 
 
-def start(workdir, tmp_path, name):
+def start(workdir, tmp_path, name, **extra):
   log = open(tmp_path / f"{name}.log", "w")  # pylint: disable=consider-using-with
-  return subprocess.Popen(cli(workdir, tmp_path), cwd=REPO, env=cli_env(tmp_path),
+  return subprocess.Popen(cli(workdir, tmp_path, **extra), cwd=REPO, env=cli_env(tmp_path),
                           stdout=log, stderr=subprocess.STDOUT)
 
 

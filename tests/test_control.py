@@ -13,8 +13,8 @@ import pytest
 
 from configs import override
 from tests.helpers import tiny_workdir
-from tests.cli_runs import (CKPT_EVERY, REPO, cli, cli_config, cli_env, kill_while_saving,
-                            log_text, metrics_by_step)
+from tests.cli_runs import (CKPT_EVERY, REPO, cli_config, cli_env, kill_while_saving, log_text,
+                            metrics_by_step, start)
 from textvae import conditioning
 from textvae import control
 from textvae import decoding
@@ -103,16 +103,10 @@ def conditional_runs(tmp_path_factory):
   workdir, killed workdir)."""
   tmp_path = tmp_path_factory.mktemp("conditional")
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-
-  def start(workdir, name):
-    log = open(tmp_path / f"{name}.log", "w")  # pylint: disable=consider-using-with
-    return subprocess.Popen(cli(workdir, tmp_path, **CONDITION), cwd=REPO,
-                            env=cli_env(tmp_path), stdout=log, stderr=subprocess.STDOUT)
-
   train.train_and_evaluate(override(cli_config(tmp_path), CONDITION), straight)
-  proc = start(killed, "run1")
+  proc = start(killed, tmp_path, "run1", **CONDITION)
   caught, _ = kill_while_saving(proc, killed, 2 * CKPT_EVERY, inside="state")
-  proc = start(killed, "run2")
+  proc = start(killed, tmp_path, "run2", **CONDITION)
   assert proc.wait(timeout=400) == 0, log_text(tmp_path, "run2")[-3000:]
   assert f"Resuming from step {caught - CKPT_EVERY}" in log_text(tmp_path, "run2")
   return tmp_path, straight, killed

@@ -28,7 +28,6 @@ from textvae import workdir as workdir_lib
 
 # The trained workdir: checkpoints STEPS - CKPT_EVERY and STEPS (keep 2), best at STEPS.
 STEPS = NUM_STEPS
-assert CKPT_EVERY == 10
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +167,7 @@ def test_stale_lock_taken_over_live_or_remote_holder_refused(tmp_path, caplog):
 def _corrupt(workdir, how):
   """(the unreadable step, the step to resume from, a damaged file's path in the step)."""
   latest = os.path.join(workdir, "checkpoints", str(STEPS))
-  if how == "empty_step_folder":  # `mkdir W/checkpoints/60`
+  if how == "empty_step_folder":  # `mkdir W/checkpoints/<STEPS + CKPT_EVERY>`
     os.makedirs(os.path.join(workdir, "checkpoints", str(STEPS + CKPT_EVERY)))
     return STEPS + CKPT_EVERY, STEPS, None
   if how == "truncated_array_file":
