@@ -27,7 +27,9 @@ tokens, </s> counted, padding excluded), step_ms, compile_s, peak_rss_mb.
 --compare) alternately, `--repeats` times each, one subprocess at a time with
 the same config, data and steps, and prints the medians and their ratio
 (textvae / torch) as its last line, with `other_cores` per run: the cores that
-other processes used meanwhile. Compare on an otherwise idle machine: with
+other processes used meanwhile. Both sides run with the same glibc malloc
+settings (`--keep_freed_memory`, textvae.allocator, on by default as in
+textvae.main); textvae's repeats share a persistent compilation cache. Compare on an otherwise idle machine: with
 threads = cores, PyTorch's OpenMP steps slow down several times as soon as
 another process takes a core (on 2 cores: 4,400 -> 600 tokens/s).
 """
@@ -38,6 +40,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app
@@ -48,6 +51,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import rnn as rnn_utils
 
+from textvae import allocator
 from textvae.data import prepared
 from textvae.data import vocab as vocab_lib
 
@@ -64,6 +68,8 @@ def define_flags():
   flags.DEFINE_integer("warmup", 10, "Untimed steps before measuring.")
   flags.DEFINE_bool("compare", False, "Run train_throughput.py and this script alternately.")
   flags.DEFINE_integer("repeats", 3, "--compare: runs of each.")
+  flags.DEFINE_bool("keep_freed_memory", True, "glibc malloc keeps freed memory for reuse "
+                    "(textvae.allocator, as textvae.main); --compare runs both sides so.")
 
 
 class SentenceVAE(nn.Module):
@@ -218,13 +224,21 @@ def _last_json(cmd, env):
   return result
 
 
-def compare(config_args, *, steps, repeats, warmup=10, skip=0, data_dir=None):
+def compare(config_args, *, steps, repeats, warmup=10, skip=0, data_dir=None,
+            keep_freed_memory=True):
   """train_throughput.py and this script alternately, `repeats` times each, one
   subprocess at a time; `config_args` are the --config flags passed to both."""
   here = os.path.dirname(os.path.abspath(__file__))
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       p for p in (os.path.dirname(here), os.environ.get("PYTHONPATH")) if p))
-  common = list(config_args) + [f"--steps={steps}", f"--skip={skip}"]
+  # textvae's runs share JAX's persistent compilation cache: the repeats load the
+  # executables the first run compiled (~4 minutes for the LSTM step's 46
+  # shapes) instead of compiling them again. Compilation is not timed either way.
+  cache = tempfile.TemporaryDirectory(prefix="textvae_compare_cache_")
+  textvae_env = dict(env, JAX_COMPILATION_CACHE_DIR=cache.name,
+                     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  common = list(config_args) + [f"--steps={steps}", f"--skip={skip}",
+                                f"--keep_freed_memory={keep_freed_memory}"]
   if data_dir:
     common.append(f"--data_dir={data_dir}")
   commands = {
@@ -238,10 +252,11 @@ def compare(config_args, *, steps, repeats, warmup=10, skip=0, data_dir=None):
   runs = {"textvae": [], "torch": []}
   for i in range(repeats):
     for name, cmd in commands.items():
-      runs[name].append(_last_json(cmd, env))
+      runs[name].append(_last_json(cmd, textvae_env if name == "textvae" else env))
       # Each run as it ends: a comparison stopped early keeps the runs it made.
       print(f"{name} run {i + 1}/{repeats}: {json.dumps(runs[name][-1])}", file=sys.stderr,
             flush=True)
+  cache.cleanup()
   token_counts = {r["tokens"] for rs in runs.values() for r in rs}
   if len(token_counts) != 1:
     raise RuntimeError(f"the two benchmarks measured different batches: tokens {token_counts}")
@@ -256,6 +271,7 @@ def compare(config_args, *, steps, repeats, warmup=10, skip=0, data_dir=None):
           "textvae_other_cores": [r.get("other_cores") for r in runs["textvae"]],
           "torch_other_cores": [r.get("other_cores") for r in runs["torch"]],
           "steps": steps, "skip": skip, "tokens": token_counts.pop(), "repeats": repeats,
+          "keep_freed_memory": keep_freed_memory,
           "jax": runs["textvae"][0]["jax"], "torch": runs["torch"][0]["torch"],
           "threads": runs["torch"][0]["threads"]}
 
@@ -266,8 +282,11 @@ def main(argv):
     config_args = [f"--config={config_flags.get_config_filename(FLAGS['config'])}"]
     config_args += [a for a in sys.argv[1:] if a.startswith("--config.")]
     out = compare(config_args, steps=FLAGS.steps, repeats=FLAGS.repeats,
-                  warmup=FLAGS.warmup, skip=FLAGS.skip, data_dir=FLAGS.data_dir)
+                  warmup=FLAGS.warmup, skip=FLAGS.skip, data_dir=FLAGS.data_dir,
+                  keep_freed_memory=FLAGS.keep_freed_memory)
   else:
+    if FLAGS.keep_freed_memory:
+      allocator.keep_freed_memory()
     config = FLAGS.config
     if FLAGS.data_dir:
       config.data.source_dir = FLAGS.data_dir
