@@ -95,3 +95,23 @@ def test_a_run_in_progress_is_listed_with_its_best_validation(table, tmp_path):
   row = [l for l in table.build().splitlines() if l.startswith("| pretrain_fb |")][0]
   assert "training (best valid 118.50 at epoch 2)" in row
   assert "interrupted at step 2628: not converged" in row
+
+
+def test_a_row_not_run_says_why_until_it_is_collected(table, tmp_path):
+  table.not_run("vae", "no time on this machine", "lstm")
+  lstm = table.build().split("## GRU")[0]
+  rows = {line.split(" | ")[0].strip("| "): line for line in lstm.splitlines()
+          if line.startswith("| ")}
+  assert "not run (the reason is below)" in rows["vae"]
+  assert "not run yet" in rows["bowman"]
+  assert "- **vae**: no time on this machine" in lstm
+  with pytest.raises(SystemExit, match="give the reason"):
+    table.not_run("bowman", " ", "lstm")
+  with pytest.raises(SystemExit, match="unknown variant"):
+    table.not_run("vea", "typo", "lstm")
+  _workdir(tmp_path / "v", final=True, lr_schedule={"decays": 5, "stopped": True})
+  table.collect("vae", str(tmp_path / "v"), "test CPU", "lstm")
+  lstm = table.build().split("## GRU")[0]
+  assert "no time on this machine" not in lstm and "| 117.25 | 500 |" in lstm
+  with pytest.raises(SystemExit, match="was run"):
+    table.not_run("vae", "again", "lstm")

@@ -13,7 +13,12 @@ Each variant's folder holds what its documented command produced:
   python tools/make_ptb_table.py                                  # write results/ptb.md
 
 A variant without eval_test.json is listed as "not run yet": the table is only
-ever filled from those files, never by hand.
+ever filled from those files, never by hand. A row that will not be run where
+the table was built says why:
+
+  python tools/make_ptb_table.py --table=lstm --not_run NAME="REASON"   # not_run.json
+
+and collecting the row later removes that file.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ RESULTS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__
 RUNS = os.path.join(RESULTS, "ptb")             # the GRU/Adam table
 LSTM_RUNS = os.path.join(RESULTS, "ptb_lstm")   # the literature setting
 OUT = os.path.join(RESULTS, "ptb.md")
+NOT_RUN = "not_run.json"
 EPOCH = 1314  # steps per PTB epoch at batch 32 (configs/ptb.py)
 
 # (variant, remedy) in table order; the command is the same for every variant.
@@ -188,6 +194,22 @@ def collect(name: str, workdir: str, hardware: str | None, table: str = "gru",
       f"{platform.machine()} CPU x{os.cpu_count()}" if not _gpu_name() else _gpu_name())
   summary["workdir"] = workdir
   fileio.write_json(os.path.join(dst, "train_summary.json"), summary, indent=2)
+  if os.path.exists(os.path.join(dst, NOT_RUN)):
+    os.remove(os.path.join(dst, NOT_RUN))
+
+
+def not_run(name: str, reason: str, table: str) -> None:
+  """Records why a row was not run (listed under its table)."""
+  variants = TABLES[table]["variants"]
+  if name not in dict(variants):
+    raise SystemExit(f"unknown variant {name!r}; expected one of {[v for v, _ in variants]}")
+  if not reason.strip():
+    raise SystemExit(f"--not_run {name}=: give the reason")
+  dst = os.path.join(_runs(table), name)
+  if os.path.exists(os.path.join(dst, "eval_test.json")):
+    raise SystemExit(f"{dst}/eval_test.json exists: {name} was run")
+  os.makedirs(dst, exist_ok=True)
+  fileio.write_json(os.path.join(dst, NOT_RUN), {"reason": reason.strip()}, indent=2)
 
 
 def _fmt(x, digits=2):
@@ -224,6 +246,7 @@ def _table(table: str) -> list[str]:
            "| variant | remedy | IW-NLL | K | PPL | ELBO | KL | MI | AU | selected step (epoch) | "
            "training ended | train wall time | hardware | command |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  reasons = []
   for v, remedy in t["variants"]:
     cmd = "`" + COMMAND.format(v=v, config=t["config"], runs=t["workdirs"], table=table) + "`"
     path = os.path.join(runs, v, "eval_test.json")
@@ -238,7 +261,14 @@ def _table(table: str) -> list[str]:
           f"{_hours(summ.get('wall_seconds'))} | {summ.get('hardware', '—')} | {cmd} |")
       continue
     if not os.path.exists(path):
-      lines.append(f"| {v} | {remedy} | not run yet | | | | | | | | | | | {cmd} |")
+      reason_path = os.path.join(runs, v, NOT_RUN)
+      if os.path.exists(reason_path):
+        with open(reason_path, encoding="utf-8") as f:
+          reasons.append(f"- **{v}**: {json.load(f)['reason']}")
+        lines.append(f"| {v} | {remedy} | not run (the reason is below) | | | | | | | | | | | "
+                     f"{cmd} |")
+      else:
+        lines.append(f"| {v} | {remedy} | not run yet | | | | | | | | | | | {cmd} |")
       continue
     with open(path, encoding="utf-8") as f:
       ev = json.load(f)
@@ -253,6 +283,8 @@ def _table(table: str) -> list[str]:
         f"{_fmt(ev.get('au'))} | {_fmt(ev.get('step'))} ({_epoch(ev.get('step'))}) | "
         f"{summ.get('ended', '—')} | {_hours(summ.get('wall_seconds'))} | "
         f"{summ.get('hardware', '—')} | {cmd} |")
+  if reasons:
+    lines += ["", "Rows not run, and why:", ""] + reasons
   repeats = []
   for v, _ in t["variants"]:
     folder = os.path.join(runs, v)
@@ -311,8 +343,13 @@ def main(argv=None):
                       help="--collect runs still training (their log summary only)")
   parser.add_argument("--table", choices=sorted(TABLES), default="gru",
                       help="which table --collect copies into (lstm: configs/ptb_lstm.py)")
+  parser.add_argument("--not_run", nargs="*", default=[], metavar="NAME=REASON",
+                      help="record why a row was not run (results/<table>/NAME/not_run.json)")
   parser.add_argument("--output", default=OUT)
   args = parser.parse_args(argv)
+  for item in args.not_run:
+    name, _, reason = item.partition("=")
+    not_run(name, reason, args.table)
   for item in args.collect:
     name, _, workdir = item.partition("=")
     collect(name, workdir, args.hardware, args.table, args.progress)
