@@ -106,9 +106,13 @@ class Checkpointer:
   def __init__(self, workdir: str, max_to_keep: int = 3, subdir: str = "checkpoints"):
     self.directory = os.path.join(os.path.abspath(workdir), subdir)
     self._saving = None  # the step of the latest save
+    # Synchronous saves: `save` waits for each one anyway, and an async save runs
+    # on a wall-clock deadline (1,200 s) that a suspended process (SIGSTOP, a
+    # scheduler's preemption) overruns, failing a save that was nearly written.
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                             enable_async_checkpointing=False))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
