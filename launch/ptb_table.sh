@@ -8,6 +8,7 @@
 #   DATA=DIR           the PTB folder (default ../shared/data/ptb; '' downloads it)
 #   RUNS=DIR           the workdirs (default runs/ptb_lstm or runs/ptb)
 #   DRY_RUN=1          print each row's command and stop
+#   JAX_COMPILATION_CACHE_DIR   compiled steps kept for restarts (default RUNS/jax_cache)
 #   SLURM=1            submit one sbatch job per row instead (one GPU each; extra
 #                      sbatch flags in SBATCH_FLAGS), then run this script again
 #                      without SLURM=1 once they have finished, to build the table.
@@ -31,6 +32,10 @@ else
   read -r -a rows <<< "$("$python" -c "import importlib; m = importlib.import_module('${config%.py}'.replace('/', '.')); print(' '.join(v for v in m.VARIANTS if v != 'svae'))")"
 fi
 mkdir -p "$runs"
+# A row that restarts (next session, preemption) loads its compiled steps from
+# JAX's persistent cache instead of compiling every batch shape again (82 for
+# PTB, minutes on a CPU core); the executables, and so the numbers, are the same.
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$runs/jax_cache}"
 
 row_command() {  # the documented command of one row (configs/ptb_lstm.py docstring)
   local row="$1" w="$runs/$1"
