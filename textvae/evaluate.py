@@ -36,6 +36,7 @@ from absl import flags
 from absl import logging
 import jax
 
+from textvae import allocator
 from textvae import config_checks
 from textvae import control as control_lib
 from textvae import errors
@@ -64,6 +65,8 @@ def define_flags():
   flags.DEFINE_integer("batch_size", 32, "Sentences per batch (global).")
   flags.DEFINE_integer("chunk_size", 50, "Importance samples decoded at once.")
   flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
+  flags.DEFINE_bool("keep_freed_memory", True, "As textvae.main: glibc malloc keeps freed "
+                    "memory for reuse (textvae.allocator; no value changes).")
   flags.DEFINE_bool("reconstruction", True, "Also score greedy reconstructions from "
                               "the posterior mean: corpus BLEU and token accuracy (VAE only).")
   flags.DEFINE_string("source_dir", None, "Override config.data.source_dir "
@@ -171,6 +174,8 @@ def control_workdir(workdir, *, split="test", step=None, checkpoint="auto", seed
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.keep_freed_memory:
+    allocator.keep_freed_memory()
   if FLAGS.control:
     ctl = control_workdir(FLAGS.workdir, split=FLAGS.split, step=FLAGS.step,
                           checkpoint=FLAGS.checkpoint, seed=FLAGS.seed,
