@@ -29,9 +29,10 @@ the same config, data and steps, and prints the medians and their ratio
 (textvae / torch) as its last line, with `other_cores` per run: the cores that
 other processes used meanwhile. Both sides run with the same glibc malloc
 settings (`--keep_freed_memory`, textvae.allocator, on by default as in
-textvae.main); textvae's repeats share a persistent compilation cache. Compare on an otherwise idle machine: with
-threads = cores, PyTorch's OpenMP steps slow down several times as soon as
-another process takes a core (on 2 cores: 4,400 -> 600 tokens/s).
+textvae.main); textvae's repeats share a persistent compilation cache.
+Compare on an otherwise idle machine: with threads = cores, PyTorch's OpenMP
+steps slow down several times as soon as another process takes a core (on 2
+cores: 4,400 -> 600 tokens/s).
 """
 
 import json
@@ -250,13 +251,15 @@ def compare(config_args, *, steps, repeats, warmup=10, skip=0, data_dir=None,
       "torch": [sys.executable, os.path.abspath(__file__),
                 f"--warmup={max(warmup, steps)}"] + common}
   runs = {"textvae": [], "torch": []}
-  for i in range(repeats):
-    for name, cmd in commands.items():
-      runs[name].append(_last_json(cmd, textvae_env if name == "textvae" else env))
-      # Each run as it ends: a comparison stopped early keeps the runs it made.
-      print(f"{name} run {i + 1}/{repeats}: {json.dumps(runs[name][-1])}", file=sys.stderr,
-            flush=True)
-  cache.cleanup()
+  try:
+    for i in range(repeats):
+      for name, cmd in commands.items():
+        runs[name].append(_last_json(cmd, textvae_env if name == "textvae" else env))
+        # Each run as it ends: a comparison stopped early keeps the runs it made.
+        print(f"{name} run {i + 1}/{repeats}: {json.dumps(runs[name][-1])}", file=sys.stderr,
+              flush=True)
+  finally:  # a failed run leaves no cache of compiled programs behind
+    cache.cleanup()
   token_counts = {r["tokens"] for rs in runs.values() for r in rs}
   if len(token_counts) != 1:
     raise RuntimeError(f"the two benchmarks measured different batches: tokens {token_counts}")

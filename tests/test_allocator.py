@@ -54,6 +54,7 @@ def test_freed_buffers_are_reused_without_page_faults():
   assert kept["faults"] <= 64, kept
 
 
-def test_not_glibc_changes_nothing(monkeypatch):
+def test_not_glibc_changes_nothing_and_says_so(monkeypatch, caplog):
   monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))
   assert allocator.keep_freed_memory() is False
+  assert "not a glibc system, malloc left as it is" in caplog.text

@@ -20,6 +20,8 @@ import ctypes
 import ctypes.util
 import platform
 
+from absl import logging
+
 # mallopt parameters, <malloc.h>
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -28,8 +30,10 @@ TRIM_THRESHOLD_BYTES = 1 << 30
 
 def keep_freed_memory() -> bool:
   """Turns off glibc's mmap for large allocations and its trimming of the heap
-  (`mallopt`). False, and nothing changed, where the C library is not glibc."""
+  (`mallopt`). False, and nothing changed (with a warning), where the C library
+  is not glibc."""
   if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    logging.warning("keep_freed_memory: not a glibc system, malloc left as it is")
     return False
   libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
   mallopt = libc.mallopt

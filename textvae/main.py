@@ -105,8 +105,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  if _KEEP_FREED_MEMORY.value and not allocator.keep_freed_memory():
-    logging.warning("--keep_freed_memory: not a glibc system, malloc left as it is")
+  if _KEEP_FREED_MEMORY.value:
+    allocator.keep_freed_memory()
   parallel.maybe_initialize_distributed(_DISTRIBUTED.value)
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())

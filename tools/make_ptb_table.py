@@ -173,14 +173,18 @@ def _runs(table: str) -> str:
   return globals()[TABLES[table]["runs"]]
 
 
+def _check_variant(name: str, table: str) -> None:
+  variants = TABLES[table]["variants"]
+  if name not in dict(variants):
+    raise SystemExit(f"unknown variant {name!r}; expected one of {[v for v, _ in variants]}")
+
+
 def collect(name: str, workdir: str, hardware: str | None, table: str = "gru",
             progress: bool = False) -> None:
   """Copies a run's test evaluation, config and log summary into the table's
   folder; `progress`: a run still training (its summary only, listed as in
   progress with its best validation so far)."""
-  variants = TABLES[table]["variants"]
-  if name not in dict(variants):
-    raise SystemExit(f"unknown variant {name!r}; expected one of {[v for v, _ in variants]}")
+  _check_variant(name, table)
   src = os.path.join(workdir, "eval_test.json")
   if not progress and not os.path.exists(src):
     raise SystemExit(f"{src} not found: run textvae.evaluate on {workdir} first")
@@ -200,9 +204,7 @@ def collect(name: str, workdir: str, hardware: str | None, table: str = "gru",
 
 def not_run(name: str, reason: str, table: str) -> None:
   """Records why a row was not run (listed under its table)."""
-  variants = TABLES[table]["variants"]
-  if name not in dict(variants):
-    raise SystemExit(f"unknown variant {name!r}; expected one of {[v for v, _ in variants]}")
+  _check_variant(name, table)
   if not reason.strip():
     raise SystemExit(f"--not_run {name}=: give the reason")
   dst = os.path.join(_runs(table), name)
