@@ -187,12 +187,16 @@ def test_evaluate_workdir_vae_and_lm(tmp_path):
     workdir = str(tmp_path / kind)
     train.train_and_evaluate(config, workdir)
     a = evaluate.evaluate_workdir(workdir, split="valid", num_samples=10, batch_size=256)
-    b = evaluate.evaluate_workdir(workdir, split="valid", num_samples=10, batch_size=256)
+    b = evaluate.evaluate_workdir(workdir, split="valid", num_samples=10, batch_size=256,
+                                  interim=True)
     assert set(evaluate.KEYS) <= set(a)
     for k in evaluate.KEYS[:-1]:
       assert a[k] == b[k], k  # same checkpoint, same seed: same numbers
     saved = json.load(open(os.path.join(workdir, "eval_valid.json")))
-    assert saved["iw_nll"] == a["iw_nll"] and saved["step"] == 10
+    assert saved["iw_nll"] == a["iw_nll"] and saved["step"] == 10 and "interim" not in saved
+    # An interim evaluation leaves the final one's file alone.
+    interim = json.load(open(os.path.join(workdir, "eval_valid_interim.json")))
+    assert interim["interim"] is True and interim["iw_nll"] == a["iw_nll"]
     assert a["num_sentences"] == TINY_HELD_OUT
     results[kind] = a
   vae, lm = results["vae"], results["lm"]

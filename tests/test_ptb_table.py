@@ -97,6 +97,23 @@ def test_a_run_in_progress_is_listed_with_its_best_validation(table, tmp_path):
   assert "interrupted at step 2628: not converged" in row
 
 
+def test_an_interim_test_evaluation_is_listed_until_the_final_one_is_collected(table, tmp_path):
+  _workdir(tmp_path / "lm", final=False)
+  os.rename(tmp_path / "lm" / "eval_test.json", tmp_path / "lm" / "eval_test_interim.json")
+  table.collect("lm", str(tmp_path / "lm"), "test CPU", table="lstm", progress=True)
+  row = [l for l in table.build().splitlines() if l.startswith("| lm |")][0]
+  assert ("| interim: 117.25, training (best valid 118.50 at epoch 2) | 500 | 130.50 | "
+          "-121.00 | 6.50 | 4.25 | 32 | 2628 (2) | interrupted at step 2628: not "
+          "converged |") in row
+  assert "interim" in table.build().split("## The literature")[0]  # the header says what it is
+  # The run's final evaluation replaces it.
+  _workdir(tmp_path / "lm2", final=True, lr_schedule={"finished": True, "decays": 5})
+  table.collect("lm", str(tmp_path / "lm2"), "test CPU", table="lstm")
+  assert not os.path.exists(tmp_path / "results_ptb_lstm" / "lm" / "eval_test_interim.json")
+  row = [l for l in table.build().splitlines() if l.startswith("| lm |")][0]
+  assert "interim" not in row and "| 117.25 | 500 | 130.50 |" in row
+
+
 def test_a_row_not_run_says_why_until_it_is_collected(table, tmp_path):
   table.not_run("vae", "no time on this machine", "lstm")
   lstm = table.build().split("## GRU")[0]

@@ -5,8 +5,10 @@
 Restores the best validation checkpoint (workdir/best; --checkpoint=latest for
 the last one, --step for a given one) with the workdir's config and
 vocabulary, prints one JSON object as the last line of output, then writes it to
-W/eval_<split>.json. Works for VAE and LM workdirs alike (for an LM, kl, mi and
-au are 0 and iw_nll is the exact NLL). For a VAE it also scores greedy
+W/eval_<split>.json; with --interim, for a run still training, to
+W/eval_<split>_interim.json instead (launch/ptb_table.sh takes eval_test.json
+as the row's final evaluation). Works for VAE and LM workdirs alike (for an LM,
+kl, mi and au are 0 and iw_nll is the exact NLL). For a VAE it also scores greedy
 reconstructions from the posterior mean: corpus BLEU (sacrebleu) and token
 accuracy (`bleu`, `token_accuracy`, `exact_match`). Definitions: docs/design.md and
 textvae/evaluation.py (nats per sentence; PPL per token with </s> counted). A
@@ -88,6 +90,8 @@ def define_flags():
                      "from the source's own code) and prior samples (away from another "
                      "label); textvae/control.py, 0: none.")
   flags.DEFINE_bool("only_control", False, "--control without the likelihood figures.")
+  flags.DEFINE_bool("interim", False, "The run is still training: write "
+                    "W/eval_<split>_interim.json, not W/eval_<split>.json.")
   flags.mark_flag_as_required("workdir")
 
 KEYS = ("iw_nll", "elbo", "recon", "kl", "mi", "au", "ppl", "ppl_elbo", "num_sentences",
@@ -96,8 +100,10 @@ KEYS = ("iw_nll", "elbo", "recon", "kl", "mi", "au", "ppl", "ppl_elbo", "num_sen
 
 def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch_size=32,
                      chunk_size=50, seed=0, source_dir=None, reconstruction=True,
-                     checkpoint="auto", write=True) -> dict:
-  """The metrics of one split, also written to W/eval_<split>.json with `write`."""
+                     checkpoint="auto", write=True, interim=False) -> dict:
+  """The metrics of one split, also written to W/eval_<split>.json with `write`
+  (`interim`: of a run still training, marked so and written to
+  W/eval_<split>_interim.json)."""
   for name, value in (("--num_importance_samples", num_samples), ("--batch_size", batch_size),
                       ("--chunk_size", chunk_size)):
     config_checks.check(name, value, config_checks.integer(1))
@@ -121,6 +127,8 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
   out.update(split=split, step=trained.step, checkpoint=trained.checkpoint,
              model=config.model.kind,
              kl_per_dim=result["kl_per_dim"], seed=seed)
+  if interim:
+    out["interim"] = True
   if reconstruction and config.model.kind == "vae":
     start = time.time()
     recon = reconstruction_lib.reconstruction_metrics(
@@ -131,7 +139,7 @@ def evaluate_workdir(workdir, *, split="test", num_samples=500, step=None, batch
                exact_match=recon.get("exact_match"), bleu_signature=recon["bleu_signature"],
                reconstruction_seconds=time.time() - start)
   if write:
-    write_result(trained.workdir, f"eval_{split}", out)
+    write_result(trained.workdir, result_name(split, interim), out)
   return out
 
 
@@ -196,13 +204,18 @@ def main(argv):
                          step=FLAGS.step, batch_size=FLAGS.batch_size, chunk_size=FLAGS.chunk_size,
                          seed=FLAGS.seed, source_dir=FLAGS.source_dir,
                          reconstruction=FLAGS.reconstruction, checkpoint=FLAGS.checkpoint,
-                         write=False)
+                         write=False, interim=FLAGS.interim)
   extra = ("bleu", "token_accuracy", "exact_match")
   # The result first: minutes of computation are not lost to a workdir that
   # cannot be written.
   sys.stdout.write(json.dumps({k: out[k] for k in KEYS + extra if k in out}) + "\n")
   sys.stdout.flush()
-  write_result(os.path.abspath(FLAGS.workdir), f"eval_{FLAGS.split}", out)
+  write_result(os.path.abspath(FLAGS.workdir), result_name(FLAGS.split, FLAGS.interim), out)
+
+
+def result_name(split: str, interim: bool = False) -> str:
+  """The file name (without .json) of a split's evaluation in a workdir."""
+  return f"eval_{split}_interim" if interim else f"eval_{split}"
 
 
 if __name__ == "__main__":

@@ -18,7 +18,12 @@ the table was built says why:
 
   python tools/make_ptb_table.py --table=lstm --not_run NAME="REASON"   # not_run.json
 
-and collecting the row later removes that file.
+and collecting the row later removes that file. A run still training can be
+collected with --progress (its log summary: best validation so far); if its
+workdir has an interim test evaluation of its best checkpoint so far
+(`python -m textvae.evaluate --workdir=W --interim ...`, W/eval_test_interim.json),
+that is copied too and its figures are listed, marked interim, until the run's
+final evaluation is collected.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ RUNS = os.path.join(RESULTS, "ptb")             # the GRU/Adam table
 LSTM_RUNS = os.path.join(RESULTS, "ptb_lstm")   # the literature setting
 OUT = os.path.join(RESULTS, "ptb.md")
 NOT_RUN = "not_run.json"
+INTERIM = "eval_test_interim.json"  # textvae.evaluate --interim
 EPOCH = 1314  # steps per PTB epoch at batch 32 (configs/ptb.py)
 
 # (variant, remedy) in table order; the command is the same for every variant.
@@ -192,6 +198,10 @@ def collect(name: str, workdir: str, hardware: str | None, table: str = "gru",
   os.makedirs(dst, exist_ok=True)
   if not progress:
     shutil.copyfile(src, os.path.join(dst, "eval_test.json"))
+  if progress and os.path.exists(os.path.join(workdir, INTERIM)):
+    shutil.copyfile(os.path.join(workdir, INTERIM), os.path.join(dst, INTERIM))
+  elif os.path.exists(os.path.join(dst, INTERIM)):  # superseded, or of an earlier run
+    os.remove(os.path.join(dst, INTERIM))
   shutil.copyfile(os.path.join(workdir, "config.json"), os.path.join(dst, "config.json"))
   summary = summarise_log(workdir)
   summary["hardware"] = hardware or (
@@ -257,9 +267,20 @@ def _table(table: str) -> list[str]:
       with open(spath, encoding="utf-8") as f:
         summ = json.load(f)
       best = summ.get("best_valid") or {}
+      training = (f"training (best valid {_fmt(best.get('value'))} at epoch "
+                  f"{_epoch(best.get('step'))})")
+      ipath = os.path.join(runs, v, INTERIM)
+      if os.path.exists(ipath):
+        with open(ipath, encoding="utf-8") as f:
+          ev = json.load(f)
+        figures = (f"interim: {_fmt(ev.get('iw_nll'))}, {training} | {_k(ev)} | "
+                   f"{_fmt(ev.get('ppl'))} | {_fmt(ev.get('elbo'))} | {_fmt(ev.get('kl'))} | "
+                   f"{_fmt(ev.get('mi'))} | {_fmt(ev.get('au'))} | "
+                   f"{_fmt(ev.get('step'))} ({_epoch(ev.get('step'))})")
+      else:
+        figures = f"{training} | | | | | | | "
       lines.append(
-          f"| {v} | {remedy} | training (best valid {_fmt(best.get('value'))} at epoch "
-          f"{_epoch(best.get('step'))}) | | | | | | | | {summ.get('ended', '—')} | "
+          f"| {v} | {remedy} | {figures} | {summ.get('ended', '—')} | "
           f"{_hours(summ.get('wall_seconds'))} | {summ.get('hardware', '—')} | {cmd} |")
       continue
     if not os.path.exists(path):
@@ -318,7 +339,9 @@ def build() -> str:
            "test split; AU: dimensions with Cov(E_q[z]) > 0.01.", "",
            "Each row is the run's best checkpoint on validation IW-NLL (K=5, once per epoch "
            "of 1,314 steps); 'selected step' is that checkpoint, 'training ended' says "
-           "whether the run reached its stopping rule or was interrupted.", ""]
+           "whether the run reached its stopping rule or was interrupted. A row marked "
+           "'interim' is still training: its figures are those of its best checkpoint so "
+           "far (`textvae.evaluate --interim`), not of the run at its stopping rule.", ""]
   lines += _table("lstm")
   lines += ["### Published PTB numbers at the same setting", "",
             "| model | NLL | PPL | KL | MI | AU | source |", "|---|---|---|---|---|---|---|"]
