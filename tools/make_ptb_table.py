@@ -238,6 +238,13 @@ def _epoch(step):
   return "—" if step is None else f"{step / EPOCH:.0f}"
 
 
+def _figures(ev):
+  """The cells after the IW-NLL of an evaluation: K to the selected step."""
+  return (f"{_k(ev)} | {_fmt(ev.get('ppl'))} | {_fmt(ev.get('elbo'))} | {_fmt(ev.get('kl'))} | "
+          f"{_fmt(ev.get('mi'))} | {_fmt(ev.get('au'))} | "
+          f"{_fmt(ev.get('step'))} ({_epoch(ev.get('step'))})")
+
+
 def _hours(s):
   return "—" if s is None else f"{s / 3600:.1f} h"
 
@@ -273,10 +280,7 @@ def _table(table: str) -> list[str]:
       if os.path.exists(ipath):
         with open(ipath, encoding="utf-8") as f:
           ev = json.load(f)
-        figures = (f"interim: {_fmt(ev.get('iw_nll'))}, {training} | {_k(ev)} | "
-                   f"{_fmt(ev.get('ppl'))} | {_fmt(ev.get('elbo'))} | {_fmt(ev.get('kl'))} | "
-                   f"{_fmt(ev.get('mi'))} | {_fmt(ev.get('au'))} | "
-                   f"{_fmt(ev.get('step'))} ({_epoch(ev.get('step'))})")
+        figures = f"interim: {_fmt(ev.get('iw_nll'))}, {training} | {_figures(ev)}"
       else:
         figures = f"{training} | | | | | | | "
       lines.append(
@@ -301,9 +305,7 @@ def _table(table: str) -> list[str]:
       with open(spath, encoding="utf-8") as f:
         summ = json.load(f)
     lines.append(
-        f"| {v} | {remedy} | {_fmt(ev.get('iw_nll'))} | {_k(ev)} | {_fmt(ev.get('ppl'))} | "
-        f"{_fmt(ev.get('elbo'))} | {_fmt(ev.get('kl'))} | {_fmt(ev.get('mi'))} | "
-        f"{_fmt(ev.get('au'))} | {_fmt(ev.get('step'))} ({_epoch(ev.get('step'))}) | "
+        f"| {v} | {remedy} | {_fmt(ev.get('iw_nll'))} | {_figures(ev)} | "
         f"{summ.get('ended', '—')} | {_hours(summ.get('wall_seconds'))} | "
         f"{summ.get('hardware', '—')} | {cmd} |")
   if reasons:
