@@ -115,7 +115,7 @@ def get_config():
   config.model.bn_gamma = 0.0             # BN-VAE fixed scale on the posterior mean (0 = off)
   config.train.pretrain_steps = 0         # autoencoder steps before the VAE (decoder reset)
   config.train.free_bits = ml_collections.ConfigDict()
-  config.train.free_bits.kind = "none"    # none | per_dim | batch
+  config.train.free_bits.kind = "none"    # none | per_dim | per_sentence_dim | batch
   config.train.free_bits.target = 0.0     # total free nats (per_dim: target / latent_dim each)
   config.train.aggressive = ml_collections.ConfigDict()
   config.train.aggressive.enabled = False

@@ -53,6 +53,7 @@ Variants (`--config=configs/ptb.py:NAME`):
                --warm_up 10`); 30 VAE epochs (40 in all). The authors apply the
                threshold per sentence and dimension (text_anneal_fb.py, fb=2);
                here it applies to the batch mean of each dimension, as Kingma et al.
+               (`--config.train.free_bits.kind=per_sentence_dim` is the authors' form).
   aggressive   He et al. 2019 (ICLR), "Lagging inference networks": before every
                decoder update, encoder-only updates on fresh batches until the loss
                per token over a window of 10 inner steps stops decreasing (at most

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import pytest
 
 from configs import default
 from textvae import checkpoints
@@ -70,6 +71,27 @@ def test_per_dim_free_bits_gradient_is_exactly_zero_below_threshold():
   np.testing.assert_allclose(jax.grad(f_above)(mu), np.asarray(mu) / 2, rtol=1e-6)
 
 
+def test_per_sentence_dim_free_bits_thresholds_each_sentence():
+  """The authors' `--fb 2`: the threshold holds each sentence's KL in each
+  dimension, not the batch mean, so the two kinds differ on the same batch."""
+  kl = jnp.array([[0.1, 0.5], [0.3, 0.05]], jnp.float32)
+  w = jnp.ones(2)
+  cfg = _fb("per_sentence_dim", 0.4)  # lambda = 0.2
+  # Sentence 0: 0.2 (held) + 0.5; sentence 1: 0.3 + 0.2 (held); mean 0.6.
+  np.testing.assert_allclose(float(objectives.free_bits_kl(kl, w, cfg)), 0.6, rtol=1e-6)
+  g = jax.grad(lambda k: objectives.free_bits_kl(k, w, cfg))(kl)
+  np.testing.assert_array_equal(np.asarray(g), [[0.0, 0.5], [0.5, 0.0]])
+  # Batch means per dimension are 0.2 and 0.275: per_dim holds dimension 0 whole.
+  np.testing.assert_allclose(float(objectives.free_bits_kl(kl, w, _fb("per_dim", 0.4))),
+                             0.2 + 0.275, rtol=1e-6)
+  # A zero-weight (padding) row neither counts nor gets a gradient.
+  kl3 = jnp.concatenate([kl, jnp.array([[5.0, 5.0]])])
+  w3 = jnp.array([1.0, 1.0, 0.0])
+  np.testing.assert_allclose(float(objectives.free_bits_kl(kl3, w3, cfg)), 0.6, rtol=1e-6)
+  g3 = jax.grad(lambda k: objectives.free_bits_kl(k, w3, cfg))(kl3)
+  np.testing.assert_array_equal(np.asarray(g3)[2], [0.0, 0.0])
+
+
 def test_free_bits_gradient_wrt_encoder_parameters():
   """Through a real encoder: the posterior layer's columns of a dimension under
   its threshold get exactly zero gradient from the KL term, the others the
@@ -127,8 +149,9 @@ def _run(num_devices, model, cfg, batches):
   return losses, steps.local_state(state)
 
 
-def test_free_bits_and_bn_four_devices_equal_one_device():
-  """Per-dimension free bits (pmean of the per-dimension means) and BN-VAE
+@pytest.mark.parametrize("kind", ["per_dim", "per_sentence_dim"])
+def test_free_bits_and_bn_four_devices_equal_one_device(kind):
+  """Free bits (per_dim: pmean of the per-dimension means) and BN-VAE
   (batch statistics over the 'batch' axis): a 4-device step is the 1-device step."""
   model = models.TextVAE(vocab_size=20, embed_dim=8, hidden_dim=16, latent_dim=4,
                          bn_gamma=0.5, bn_axis_name="batch")
@@ -140,7 +163,7 @@ def test_free_bits_and_bn_four_devices_equal_one_device():
   (mu, logvar), _ = probe.apply(variables, batches[0]["tokens_BxT"], False, method="encode",
                                 mutable=["batch_stats"])
   means = np.sort(np.asarray(objectives.gaussian_kl_per_dim(mu, logvar).mean(0)))
-  cfg = _train_config(_fb("per_dim", 4 * float(means[1] + means[2]) / 2))
+  cfg = _train_config(_fb(kind, 4 * float(means[1] + means[2]) / 2))
   losses1, s1 = _run(1, model, cfg, batches)
   helpers.assert_same_training((losses1, s1), _run(4, model, cfg, batches))
   assert np.abs(np.asarray(s1.batch_stats["encoder"]["mu_bn"]["mean"])).max() > 0

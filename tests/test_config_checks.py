@@ -51,7 +51,7 @@ BAD = [
     ("train.kl_schedule.ratio", 0.0, "a number in (0, 1]"),
     ("train.kl_schedule.cycle_steps", 0, "an integer >= 1"),
     ("train.kl_schedule.warmup_steps", -1, "an integer >= 0"),
-    ("train.free_bits.kind", "all", "one of 'none', 'per_dim', 'batch'"),
+    ("train.free_bits.kind", "all", "one of 'none', 'per_dim', 'per_sentence_dim', 'batch'"),
     ("train.early_stopping.metric", "kl", "one of 'elbo', 'iw_nll', 'ppl', 'recon'"),
     ("data.max_length", 1, "an integer >= 2"),
     ("data.name", "imdb", "one of 'synthetic', 'ptb', 'text_files'"),
