@@ -12,8 +12,10 @@ text_anneal_fb.py, modules/encoders/enc_lstm.py, modules/decoders/dec_lstm.py):
     before the softmax (dec_dropout_in / dec_dropout_out 0.5); none in the encoder;
   - z gives the decoder's initial cell state, c0 = W z + b, h0 = tanh(c0), and is
     concatenated to every input embedding (dec_lstm.py);
-  - batch 32; plain SGD (momentum 0) with learning rate 1.0; gradient-norm
-    clipping 5 over all parameters;
+  - batch 32; plain SGD (momentum 0) with learning rate 1.0 (the default
+    `--lr 1.` of lm.py and text_anneal_fb.py; the README's example, on Yahoo,
+    passes `--lr 0.5` to both phases); gradient-norm clipping 5 over all
+    parameters;
   - the learning rate is halved after `decay_epoch` validations without
     improvement (LM: 2, lm.py; VAE: 5 and only from epoch 15 on,
     text_anneal_fb.py `load_best_epoch 15`), the best model is reloaded at each
