@@ -97,6 +97,25 @@ def test_a_run_in_progress_is_listed_with_its_best_validation(table, tmp_path):
   assert "interrupted at step 2628: not converged" in row
 
 
+def test_the_best_validation_is_the_runs_own_selection(table, tmp_path):
+  """Validations before early_stopping.min_step (pretrain_fb's autoencoder phase)
+  are not candidates, however low, and a step validated again after a resume
+  counts with its later line, as the run's own tracker takes them."""
+  w = tmp_path / "fb"
+  _workdir(w, final=False)
+  with open(w / "metrics.jsonl", "a", encoding="utf-8") as f:
+    f.write(json.dumps({"step": 3942, "valid/iw_nll": 119.0}) + "\n")
+  def config(**early_stopping):
+    (w / "config.json").write_text(json.dumps(
+        {"model": {"kind": "vae"}, "train": {"early_stopping": early_stopping}}))
+  config(metric="iw_nll", min_step=3000)  # 1314 and 2628 are autoencoder validations
+  assert table.summarise_log(str(w))["best_valid"] == {"step": 3942, "value": 119.0}
+  config(metric="iw_nll")
+  assert table.summarise_log(str(w))["best_valid"] == {"step": 2628, "value": 118.5}
+  with open(w / "metrics.jsonl", "a", encoding="utf-8") as f:
+    f.write(json.dumps({"step": 2628, "valid/iw_nll": 118.75}) + "\n")  # 2628 run again
+  assert table.summarise_log(str(w))["best_valid"] == {"step": 2628, "value": 118.75}
+
 def test_an_interim_test_evaluation_is_listed_until_the_final_one_is_collected(table, tmp_path):
   _workdir(tmp_path / "lm", final=False)
   os.rename(tmp_path / "lm" / "eval_test.json", tmp_path / "lm" / "eval_test_interim.json")

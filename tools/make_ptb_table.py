@@ -35,7 +35,9 @@ import platform
 import shutil
 import sys
 
+from textvae import early_stopping
 from textvae import fileio
+from textvae import workdir as workdir_lib
 
 RESULTS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results"))
 RUNS = os.path.join(RESULTS, "ptb")             # the GRU/Adam table
@@ -128,8 +130,14 @@ def summarise_log(workdir: str) -> dict:
     out["median_train_tokens_per_s"] = sorted(tps)[len(tps) // 2]
   valid = [r for r in rows if "valid/iw_nll" in r]
   if valid:
-    best = min(valid, key=lambda r: r["valid/iw_nll"])
-    out["best_valid"] = {"step": best["step"], "value": best["valid/iw_nll"]}
+    # The run's own model selection: validations before its min_step (the
+    # autoencoder phase of pretrain_fb) are not candidates.
+    config = workdir_lib.load_config(workdir)
+    tracker = (early_stopping.Tracker.from_config(config) if "train" in config
+               else early_stopping.Tracker())
+    tracker.replay(workdir_lib.metrics_path(workdir), max(steps))
+    if tracker.best_step is not None:
+      out["best_valid"] = {"step": tracker.best_step, "value": tracker.best_value}
     last = valid[-1]
     out["last_valid"] = {k.split("/", 1)[1]: last[k] for k in last
                          if k.startswith("valid/") and isinstance(last[k], (int, float))}
