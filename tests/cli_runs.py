@@ -5,6 +5,7 @@ written)."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,13 +111,19 @@ def kill_while_saving(proc, workdir, step, inside=None):
   SIGSTOP once Orbax's temporary folder appears (and holds `inside`, if given),
   checks that the folder is still temporary, then kills. Returns the step it
   caught (the next checkpoint's if `step` was finalised between the two looks)
-  and what the temporary folder held."""
+  and what the temporary folder held; None if the run finished first (its last
+  checkpoint finalised between two looks)."""
   while True:
     tmp = f"{step}{TMP_SUFFIX}"
     tmp_dir = os.path.join(workdir, "checkpoints", tmp)
-    wait_for(proc, lambda: tmp in ckpt_names(workdir) and (
-        inside is None or os.path.exists(os.path.join(tmp_dir, inside))),
-             f"checkpoint {step} being written")
+    deadline = time.time() + 120
+    while not (tmp in ckpt_names(workdir) and (
+        inside is None or os.path.exists(os.path.join(tmp_dir, inside)))):
+      if proc.poll() is not None:
+        assert proc.returncode == 0, f"the run failed (rc {proc.returncode})"
+        return None
+      assert time.time() < deadline, f"timed out waiting for checkpoint {step} being written"
+      time.sleep(0.001)
     os.kill(proc.pid, signal.SIGSTOP)
     while not is_stopped(proc.pid):
       time.sleep(0.001)
@@ -128,6 +135,30 @@ def kill_while_saving(proc, workdir, step, inside=None):
       return step, contents
     os.kill(proc.pid, signal.SIGCONT)  # finalised meanwhile: catch the next one
     step += CKPT_EVERY
+
+
+def start_and_kill_while_saving(workdir, tmp_path, name, step, inside=None, attempts=5,
+                                **extra):
+  """Starts run `name` on `workdir` and SIGKILLs it while checkpoint `step` (or
+  a later one) is being written (`kill_while_saving`). On a fast machine the
+  run's last checkpoint can be finalised between two looks and the run ends:
+  the workdir is then put back as it was before the run and the run started
+  again, up to `attempts` times. Returns (the killed process, the step caught,
+  what the temporary folder held)."""
+  before = f"{workdir}.before_{name}"
+  if os.path.exists(workdir):
+    shutil.copytree(workdir, before, symlinks=True)
+  for _ in range(attempts):
+    proc = start(workdir, tmp_path, name, **extra)
+    caught = kill_while_saving(proc, workdir, step, inside)
+    if caught is not None:
+      shutil.rmtree(before, ignore_errors=True)
+      return (proc, *caught)
+    shutil.rmtree(workdir)
+    if os.path.exists(before):
+      shutil.copytree(before, workdir, symlinks=True)
+  raise AssertionError(f"run {name} finished before checkpoint {step} could be caught being "
+                       f"written, {attempts} times")
 
 
 def metrics_by_step(workdir):

@@ -13,8 +13,8 @@ import pytest
 
 from configs import override
 from tests.helpers import tiny_workdir
-from tests.cli_runs import (CKPT_EVERY, REPO, cli_config, cli_env, kill_while_saving, log_text,
-                            metrics_by_step, start)
+from tests.cli_runs import (CKPT_EVERY, REPO, cli_config, cli_env, log_text,
+                            metrics_by_step, start, start_and_kill_while_saving)
 from textvae import conditioning
 from textvae import control
 from textvae import decoding
@@ -104,8 +104,8 @@ def conditional_runs(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp("conditional")
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
   train.train_and_evaluate(override(cli_config(tmp_path), CONDITION), straight)
-  proc = start(killed, tmp_path, "run1", **CONDITION)
-  caught, _ = kill_while_saving(proc, killed, 2 * CKPT_EVERY, inside="state")
+  _, caught, _ = start_and_kill_while_saving(killed, tmp_path, "run1", 2 * CKPT_EVERY,
+                                             inside="state", **CONDITION)
   proc = start(killed, tmp_path, "run2", **CONDITION)
   assert proc.wait(timeout=400) == 0, log_text(tmp_path, "run2")[-3000:]
   assert f"Resuming from step {caught - CKPT_EVERY}" in log_text(tmp_path, "run2")

@@ -25,8 +25,8 @@ from tests.helpers import final_params
 from tests.helpers import xla_flags
 from tests.cli_runs import (CKPT_EVERY, NUM_STEPS, REPO, TMP_SUFFIX, assert_took_over_lock_of,
                             ckpt_names, cli,
-                            cli_config, cli_env, count_lines, kill_while_saving, log_text,
-                            metrics_by_step, start, straight_run)
+                            cli_config, cli_env, count_lines, log_text, metrics_by_step, start,
+                            start_and_kill_while_saving, straight_run)
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
@@ -39,8 +39,7 @@ def test_kill_9_at_several_points_then_resume_equals_uninterrupted_run(straight,
   workdir = str(tmp_path / "killed")
   record = []
   # 1. Killed while writing its first checkpoint: nothing complete to resume from.
-  proc = start(workdir, tmp_path, "run1")
-  caught1, contents = kill_while_saving(proc, workdir, CKPT_EVERY)
+  proc, caught1, contents = start_and_kill_while_saving(workdir, tmp_path, "run1", CKPT_EVERY)
   assert json.load(open(lock.lock_path(workdir)))["pid"] == proc.pid  # left behind
   complete = checkpoints.Checkpointer(workdir).all_steps()
   assert complete == list(range(CKPT_EVERY, caught1, CKPT_EVERY))[-2:]
@@ -54,9 +53,9 @@ def test_kill_9_at_several_points_then_resume_equals_uninterrupted_run(straight,
   # 2. Rerun: starts from scratch (the half-written folder is not a checkpoint);
   # killed while writing checkpoint 30, after 10 and 20 completed.
   start2 = max(complete, default=0)
-  killed, proc = proc, start(workdir, tmp_path, "run2")
-  caught2, contents = kill_while_saving(proc, workdir, max(3 * CKPT_EVERY, caught1 + 20),
-                                        inside="state")
+  killed = proc
+  proc, caught2, contents = start_and_kill_while_saving(
+      workdir, tmp_path, "run2", max(3 * CKPT_EVERY, caught1 + 20), inside="state")
   assert_took_over_lock_of(killed, workdir, tmp_path, "run2")
   assert (f"Resuming from step {start2}" if start2 else "Starting from scratch") in log_text(
       tmp_path, "run2")
@@ -70,8 +69,8 @@ def test_kill_9_at_several_points_then_resume_equals_uninterrupted_run(straight,
   # (Freezing at Orbax's temporary folder makes the kill point exact however
   # fast the run is; a kill "soon after checkpoint 40" raced a fast machine.)
   resume_from = max(complete)
-  killed, proc = proc, start(workdir, tmp_path, "run3")
-  caught3, _ = kill_while_saving(proc, workdir, NUM_STEPS)
+  killed = proc
+  proc, caught3, _ = start_and_kill_while_saving(workdir, tmp_path, "run3", NUM_STEPS)
   assert_took_over_lock_of(killed, workdir, tmp_path, "run3")
   assert caught3 == NUM_STEPS
   assert f"Resuming from step {resume_from}" in log_text(tmp_path, "run3")
