@@ -95,6 +95,12 @@ def test_a_run_in_progress_is_listed_with_its_best_validation(table, tmp_path):
   row = [l for l in table.build().splitlines() if l.startswith("| pretrain_fb |")][0]
   assert "training (best valid 118.50 at epoch 2)" in row
   assert "interrupted at step 2628: not converged" in row
+  # With a plateau schedule: the halvings so far (the rate as logged, resumes repeat it).
+  with open(tmp_path / "fb" / "metrics.jsonl", "a", encoding="utf-8") as f:
+    for step, rate in [(1314, 1.0), (2628, 1.0), (2628, 0.5), (2628, 0.5), (3942, 0.25)]:
+      f.write(json.dumps({"step": step, "train/learning_rate": rate}) + "\n")
+  assert table.summarise_log(str(tmp_path / "fb"))["ended"] == (
+      "interrupted at step 3942 after 2 learning-rate halvings (rate 0.25): not converged")
 
 
 def test_the_best_validation_is_the_runs_own_selection(table, tmp_path):

@@ -147,7 +147,7 @@ def summarise_log(workdir: str) -> dict:
     if done:
       wall = max(os.path.getmtime(d) for d in done) - os.path.getmtime(start)
       out["wall_seconds"] = wall
-  out["ended"] = _how_it_ended(workdir, out["last_step"])
+  out["ended"] = _how_it_ended(workdir, out["last_step"], _halvings(rows))
   agg = [r for r in rows if "train/aggressive" in r]
   if agg:
     on = [r["step"] for r in agg if r["train/aggressive"] > 0]
@@ -155,12 +155,26 @@ def summarise_log(workdir: str) -> dict:
   return out
 
 
-def _how_it_ended(workdir: str, last_step) -> str:
+def _halvings(rows) -> tuple:
+  """(learning-rate reductions so far, the last rate) from the logged
+  train/learning_rate, or None for a run without a schedule."""
+  rates = [r["train/learning_rate"] for r in rows if "train/learning_rate" in r]
+  if not rates:
+    return None
+  return sum(b < a for a, b in zip(rates, rates[1:])), rates[-1]
+
+
+def _how_it_ended(workdir: str, last_step, halvings=None) -> str:
   """'early stop' (patience ran out: converged on validation), 'num_steps' (the
-  configured length), or 'interrupted' (stopped by hand: not converged)."""
+  configured length), or 'interrupted' (stopped by hand: not converged; with a
+  plateau schedule, how many halvings it had had)."""
   path = os.path.join(workdir, "final_metrics.json")
   if not os.path.exists(path):
-    return f"interrupted at step {last_step}: not converged"
+    so_far = ""
+    if halvings is not None:
+      n, rate = halvings
+      so_far = f" after {n} learning-rate halving{'s' * (n != 1)} (rate {rate:g})"
+    return f"interrupted at step {last_step}{so_far}: not converged"
   with open(path, encoding="utf-8") as f:
     final = json.load(f)
   lr = final.get("lr_schedule") or {}
