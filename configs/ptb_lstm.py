@@ -10,7 +10,7 @@ text_anneal_fb.py, modules/encoders/enc_lstm.py, modules/decoders/dec_lstm.py):
     (config_ptb.py: ni 256, enc_nh 256, dec_nh 256, nz 32);
   - dropout 0.5 on the decoder's input embeddings and on its output states
     before the softmax (dec_dropout_in / dec_dropout_out 0.5); none in the encoder;
-  - z gives the decoder's initial cell state, c0 = W z + b, h0 = tanh(c0), and is
+  - z gives the decoder's initial cell state, c0 = W z, h0 = tanh(c0), and is
     concatenated to every input embedding (dec_lstm.py);
   - batch 32; plain SGD (momentum 0) with learning rate 1.0 (the default
     `--lr 1.` of lm.py and text_anneal_fb.py; the README's example, on Yahoo,
@@ -31,8 +31,19 @@ Where this config differs from the authors' code, and why:
   - optax's reduce_on_plateau counts a validation as an improvement when it is
     below the best so far by a relative 1e-4; the authors compare with the last
     improvement and, after a halving, with the current (worse) loss.
-  - The decoder's softmax has a bias (the authors' has none): one vector of V
-    parameters, and the same model class serves every config.
+  - The decoder's softmax has a bias, and so have c0 = W z + b and, outside
+    bnvae, the encoder's projection to (mu, logvar) (the authors' have none):
+    V + 256 + 64 parameters, and the same model class serves every config.
+  - The plateau test starts at epoch 15 with no best so far, so the first
+    halving comes at epoch 20 at the earliest; the authors count validations
+    without improvement from epoch 0 and may halve at epoch 15. The 100-epoch
+    cap counts pretrain_fb's autoencoder epochs (90 VAE epochs at most).
+  - Batches are 32 sentences of similar length, reshuffled every epoch (the
+    20 sentences left over are dropped); the authors group sentences of the
+    same length into fixed batches, some of them partial.
+  - bnvae: the encoder is initialised as every other module (the authors'
+    bn-vae encoder keeps PyTorch's default initialisation), and the batch
+    norm's running variance is the biased one (textvae/models.py).
   - pretrain_fb: the autoencoder phase is 10 epochs of the same SGD schedule
     (the authors train the autoencoder to convergence in a separate run,
     text_beta.py --beta 0, and load it with --load_path --reset_dec); the free

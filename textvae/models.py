@@ -137,8 +137,10 @@ class FixedScaleBatchNorm(nn.Module):
   shift learned ('shift' param). Training normalises with the global batch's
   statistics (`axis_name` = the pmap axis, None outside pmap) and updates the
   running statistics in the 'batch_stats' collection (momentum 0.9 = PyTorch's
-  0.1, eps 1e-5: the authors' nn.BatchNorm1d; the running variance is the
-  biased one); evaluation (deterministic) uses the running statistics."""
+  0.1, eps 1e-5, as the authors' nn.BatchNorm1d); evaluation (deterministic)
+  uses the running statistics. The running variance averages the biased batch
+  variance, where PyTorch's averages the unbiased one (x n/(n-1)): with batches
+  of 32, evaluation's mu is sqrt(32/31), 1.6%, larger than under PyTorch's."""
   gamma: float
   axis_name: str | None = None
   momentum: float = 0.9
