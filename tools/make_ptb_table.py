@@ -67,6 +67,7 @@ LSTM_VARIANTS = [
     ("cyclical", "Fu et al. 2019: cyclical annealing, M=4 cycles of 10 epochs, R=0.5"),
     ("freebits", "Free bits per dimension, target 8 nats (lambda 0.25)"),
     ("pretrain_fb", "Li et al. 2019: AE pretraining, decoder reset, free bits 8"),
+    ("pretrain_fb_sent", "pretrain_fb with the authors' free bits: per sentence and dimension"),
     ("aggressive", "He et al. 2019: aggressive inference-network training"),
     ("bnvae", "Zhu et al. 2020: BN-VAE, gamma 0.6"),
 ]

@@ -1,0 +1,48 @@
+"""configs/ptb_lstm.py holds the authors' setting (bohanli/vae-pretraining-encoder
+d59f91c: config_ptb.py, text_beta.py, text_anneal_fb.py, lm.py; the values below
+are copied from those files, not from the config), and its variants differ from
+one another only where their docstrings say."""
+
+import json
+
+from configs import ptb_lstm
+
+EPOCH = 42068 // 32  # PTB train sentences / batch 32
+
+
+def _flat(config):
+  out = {}
+
+  def walk(d, prefix):
+    for k, v in d.items():
+      if isinstance(v, dict):
+        walk(v, f"{prefix}{k}.")
+      else:
+        out[f"{prefix}{k}"] = v
+  walk(json.loads(config.to_json()), "")
+  return out
+
+
+def test_the_authors_setting():
+  for variant in ptb_lstm.VARIANTS:
+    c = ptb_lstm.get_config(variant)
+    assert (c.model.cell, c.model.embed_dim, c.model.hidden_dim) == ("lstm", 256, 256)
+    assert c.model.latent_dim == (0 if variant == "lm" else 32)
+    assert (c.model.embed_dropout, c.model.output_dropout) == (0.5, 0.5)  # dec_dropout_in/out
+    assert (c.model.init_scale, c.model.embed_init_scale) == (0.01, 0.1)
+    assert (c.train.optimizer, c.train.learning_rate, c.train.grad_clip) == ("sgd", 1.0, 5.0)
+    assert c.train.batch_size == 32
+    s = c.train.lr_schedule
+    assert (s.name, s.factor, s.max_decays, s.restore_best) == ("plateau", 0.5, 5, True)
+    assert s.patience == (2 if variant == "lm" else 5)  # lm.py / text_anneal_fb.py decay_epoch
+    assert c.train.num_steps == 100 * EPOCH
+
+
+def test_pretrain_fb_sent_is_pretrain_fb_with_the_authors_free_bits():
+  a = _flat(ptb_lstm.get_config("pretrain_fb"))
+  b = _flat(ptb_lstm.get_config("pretrain_fb_sent"))
+  assert {k: (a[k], b[k]) for k in a if a[k] != b[k]} == {
+      "train.free_bits.kind": ("per_dim", "per_sentence_dim")}
+  assert b["train.free_bits.target"] == 8.0  # --target_kl 8
+  assert b["train.pretrain_steps"] == 10 * EPOCH
+  assert b["train.lr_schedule.start_step"] == 25 * EPOCH  # 15 VAE epochs (load_best_epoch)
