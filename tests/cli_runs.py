@@ -116,14 +116,12 @@ def kill_while_saving(proc, workdir, step, inside=None):
   while True:
     tmp = f"{step}{TMP_SUFFIX}"
     tmp_dir = os.path.join(workdir, "checkpoints", tmp)
-    deadline = time.time() + 120
-    while not (tmp in ckpt_names(workdir) and (
-        inside is None or os.path.exists(os.path.join(tmp_dir, inside)))):
-      if proc.poll() is not None:
-        assert proc.returncode == 0, f"the run failed (rc {proc.returncode})"
-        return None
-      assert time.time() < deadline, f"timed out waiting for checkpoint {step} being written"
-      time.sleep(0.001)
+    wait_for(proc, lambda: proc.poll() is not None or tmp in ckpt_names(workdir) and (
+        inside is None or os.path.exists(os.path.join(tmp_dir, inside))),
+             f"checkpoint {step} being written")
+    if proc.poll() is not None:
+      assert proc.returncode == 0, f"the run failed (rc {proc.returncode})"
+      return None
     os.kill(proc.pid, signal.SIGSTOP)
     while not is_stopped(proc.pid):
       time.sleep(0.001)

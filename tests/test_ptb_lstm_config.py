@@ -6,21 +6,13 @@ one another only where their docstrings say."""
 import json
 
 from configs import ptb_lstm
+from textvae import workdir
 
 EPOCH = 42068 // 32  # PTB train sentences / batch 32
 
 
 def _flat(config):
-  out = {}
-
-  def walk(d, prefix):
-    for k, v in d.items():
-      if isinstance(v, dict):
-        walk(v, f"{prefix}{k}.")
-      else:
-        out[f"{prefix}{k}"] = v
-  walk(json.loads(config.to_json()), "")
-  return out
+  return workdir.flatten(json.loads(config.to_json()))
 
 
 def test_the_authors_setting():
