@@ -115,6 +115,26 @@ def test_cli_main_prints_user_errors_and_keeps_bugs():
     errors.cli_main(bug)([])
 
 
+def test_cli_main_error_line_is_not_joined_to_another_threads_half_written_line():
+  # After a failed save, Orbax's threads print tracebacks a piece at a time; one of
+  # their lines can still lack its newline when the final error is written.
+  script = ("import sys, threading\n"
+            "from textvae import errors\n"
+            "def library_thread():  # its newline is not written yet\n"
+            "  sys.stderr.write('RuntimeError: Event loop is closed')\n"
+            "def main(argv):\n"
+            "  t = threading.Thread(target=library_thread)\n"
+            "  t.start()\n"
+            "  t.join()\n"
+            "  raise errors.MissingFileError('W/config.json not found')\n"
+            "errors.cli_main(main)([])\n")
+  proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                        text=True, timeout=60, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == errors.EXIT_STATUS
+  assert "error: W/config.json not found" in proc.stderr.splitlines(), proc.stderr
+  assert "RuntimeError: Event loop is closed" in proc.stderr.splitlines()  # kept, whole
+
+
 def _cli(module, *args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env,
