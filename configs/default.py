@@ -114,6 +114,11 @@ def get_config():
   # textvae/objectives.py and steps.py).
   config.model.bn_gamma = 0.0             # BN-VAE fixed scale on the posterior mean (0 = off)
   config.train.pretrain_steps = 0         # autoencoder steps before the VAE (decoder reset)
+  # Modules copied from another, finished run before step 1 (textvae/hooks/init_from.py):
+  config.train.init_from = ml_collections.ConfigDict()
+  config.train.init_from.workdir = ""     # '' = off
+  config.train.init_from.modules = ("encoder",)
+  config.train.init_from.checkpoint = "best"  # best | latest
   config.train.free_bits = ml_collections.ConfigDict()
   config.train.free_bits.kind = "none"    # none | per_dim | per_sentence_dim | batch
   config.train.free_bits.target = 0.0     # total free nats (per_dim: target / latent_dim each)

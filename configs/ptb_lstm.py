@@ -46,7 +46,8 @@ Where this config differs from the authors' code, and why:
     norm's running variance is the biased one (textvae/models.py).
   - pretrain_fb: the autoencoder phase is 10 epochs of the same SGD schedule
     (the authors train the autoencoder to convergence in a separate run,
-    text_beta.py --beta 0, and load it with --load_path --reset_dec); the free
+    text_beta.py --beta 0, and load it with --load_path --reset_dec: variants
+    ae and pretrain_fb_ae below); the free
     bits hold the batch mean of each dimension's KL (kind per_dim, as
     configs/ptb.py), where text_anneal_fb.py --fb 2 holds each sentence's KL in
     each dimension (variant pretrain_fb_sent). The pretrain_fb row in
@@ -66,6 +67,19 @@ Variants (`--config=configs/ptb_lstm.py:NAME`), each as in configs/ptb.py but at
 the setting above: lm, vae, bowman, cyclical, freebits, pretrain_fb, aggressive,
 bnvae; and pretrain_fb_sent, pretrain_fb with the authors' form of free bits
 (per sentence and dimension, `--fb 2`).
+
+The authors' two-run procedure (bohanli/vae-pretraining-encoder README):
+  ae              text_beta.py --beta 0: the same model and SGD schedule with KL
+                  weight 0 (z still sampled), selected and halved on the
+                  validation reconstruction loss, trained to its stopping rule;
+  pretrain_fb_ae  text_anneal_fb.py --load_path AE --reset_dec --kl_start 0
+                  --warm_up 10 --target_kl 8 --fb 2: the encoder of ae's best
+                  checkpoint (config.train.init_from.workdir, default
+                  runs/ptb_lstm/ae; that run must have finished), a fresh
+                  decoder, KL weight 0 -> 1 over 10 epochs, free bits per
+                  sentence and dimension. The README passes --lr 0.5 to both
+                  runs on Yahoo; this config keeps lm.py's default 1.0 as the
+                  other rows do.
 """
 
 from configs import ptb
@@ -73,13 +87,19 @@ from configs import ptb
 EPOCH = ptb.EPOCH  # 1314 steps of 32 sentences
 MAX_EPOCHS = 100
 VARIANTS = ("lm", "vae", "bowman", "cyclical", "freebits", "pretrain_fb", "pretrain_fb_sent",
-            "aggressive", "bnvae")
+            "aggressive", "bnvae", "ae", "pretrain_fb_ae")
+AE_WORKDIR = "runs/ptb_lstm/ae"  # where pretrain_fb_ae finds its autoencoder by default
+# A row that starts from another run's model: that run trains first (it is not a
+# table row itself), in the workdir the row's config.train.init_from.workdir names.
+PREREQUISITES = {"pretrain_fb_ae": "ae"}
+TABLE_ROWS = tuple(v for v in VARIANTS if v not in PREREQUISITES.values())
 
 
 def get_config(variant: str = "vae"):
   if variant not in VARIANTS:
     raise ValueError(f"unknown configs/ptb_lstm.py variant {variant!r}: {', '.join(VARIANTS)}")
-  config = ptb.get_config("pretrain_fb" if variant == "pretrain_fb_sent" else variant)
+  base = {"pretrain_fb_sent": "pretrain_fb", "pretrain_fb_ae": "pretrain_fb", "ae": "vae"}
+  config = ptb.get_config(base.get(variant, variant))
   config.model.cell = "lstm"
   config.model.param_init = "uniform"
   config.model.init_scale = 0.01
@@ -107,6 +127,17 @@ def get_config(variant: str = "vae"):
     s.start_step = 40 * EPOCH
   if variant in ("pretrain_fb", "pretrain_fb_sent"):
     s.start_step = config.train.pretrain_steps + 15 * EPOCH
-  if variant == "pretrain_fb_sent":  # the authors' free bits (text_anneal_fb.py --fb 2)
+  if variant in ("pretrain_fb_sent", "pretrain_fb_ae"):  # the authors' free bits (--fb 2)
     config.train.free_bits.kind = "per_sentence_dim"
+  if variant == "ae":  # text_beta.py --beta 0: z still sampled, selected on reconstruction
+    config.train.kl_schedule.name = "constant"
+    config.train.kl_schedule.max_weight = 0.0
+    config.train.early_stopping.metric = "recon"
+  if variant == "pretrain_fb_ae":  # the encoder of the finished `ae` run, a fresh decoder
+    config.train.pretrain_steps = 0
+    config.train.early_stopping.min_step = 0
+    s.start_step = 15 * EPOCH
+    config.train.init_from.workdir = AE_WORKDIR
+    config.train.init_from.modules = ("encoder",)
+    config.train.init_from.checkpoint = "best"
   return config

@@ -29,8 +29,11 @@ data="${DATA-../shared/data/ptb}"
 if [ "$#" -gt 0 ]; then
   rows=("$@")
 else
-  read -r -a rows <<< "$("$python" -c "import importlib; m = importlib.import_module('${config%.py}'.replace('/', '.')); print(' '.join(v for v in m.VARIANTS if v != 'svae'))")"
+  read -r -a rows <<< "$("$python" -c "import importlib; m = importlib.import_module('${config%.py}'.replace('/', '.')); print(' '.join(getattr(m, 'TABLE_ROWS', None) or [v for v in m.VARIANTS if v != 'svae']))")"
 fi
+prerequisite() {  # the run a row starts from (configs/ptb_lstm.py PREREQUISITES), or ''
+  "$python" -c "import importlib; m = importlib.import_module('${config%.py}'.replace('/', '.')); print(getattr(m, 'PREREQUISITES', {}).get('$1', ''))"
+}
 mkdir -p "$runs"
 # A row that restarts (next session, preemption) loads its compiled steps from
 # JAX's persistent cache instead of compiling every batch shape again (82 for
@@ -38,10 +41,16 @@ mkdir -p "$runs"
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$runs/jax_cache}"
 
 row_command() {  # the documented command of one row (configs/ptb_lstm.py docstring)
-  local row="$1" w="$runs/$1"
-  local src=()
+  local row="$1" w="$runs/$1" pre
+  local src=() from=()
   [ -n "$data" ] && src=("--config.data.source_dir=$data")
-  printf '%q ' "$python" -m textvae.main "--config=$config:$row" "${src[@]}" "--workdir=$w"
+  pre="$(prerequisite "$row")"
+  if [ -n "$pre" ]; then  # trained to its stopping rule first (a finished one: nothing to do)
+    printf '%q ' "$python" -m textvae.main "--config=$config:$pre" "${src[@]}" "--workdir=$runs/$pre"
+    printf '&& '
+    from=("--config.train.init_from.workdir=$runs/$pre")
+  fi
+  printf '%q ' "$python" -m textvae.main "--config=$config:$row" "${src[@]}" "${from[@]}" "--workdir=$w"
   printf '&& { [ -f %q ] || ' "$w/eval_test.json"
   printf '%q ' "$python" -m textvae.evaluate "--workdir=$w" --split=test --num_importance_samples=500
   printf '; } && '

@@ -40,11 +40,17 @@ def _ptb_table(tmp_path, **env):
 def test_ptb_table_runs_every_row_with_its_documented_command(tmp_path):
   from configs import ptb_lstm  # pylint: disable=g-import-not-at-top
   out = _ptb_table(tmp_path, DRY_RUN="1").stdout.splitlines()
-  assert len(out) == len(ptb_lstm.VARIANTS)
-  for row, line in zip(ptb_lstm.VARIANTS, out):
+  assert len(out) == len(ptb_lstm.TABLE_ROWS) == len(ptb_lstm.VARIANTS) - 1  # not `ae`
+  for row, line in zip(ptb_lstm.TABLE_ROWS, out):
     assert f"--config=configs/ptb_lstm.py:{row}" in line
     assert f"--workdir={tmp_path}/runs/{row}" in line
     assert "--num_importance_samples=500" in line and f"--collect {row}=" in line
+  # The autoencoder run trains first, and the row starts from its workdir.
+  line = out[ptb_lstm.TABLE_ROWS.index("pretrain_fb_ae")]
+  ae = line.index(f"--config=configs/ptb_lstm.py:ae --config.data.source_dir=../shared/data/ptb "
+                  f"--workdir={tmp_path}/runs/ae && ")
+  assert ae < line.index(f"--config.train.init_from.workdir={tmp_path}/runs/ae "
+                         f"--workdir={tmp_path}/runs/pretrain_fb_ae")
 
 
 def test_ptb_table_submits_one_slurm_job_per_row(tmp_path):

@@ -38,3 +38,22 @@ def test_pretrain_fb_sent_is_pretrain_fb_with_the_authors_free_bits():
   assert b["train.free_bits.target"] == 8.0  # --target_kl 8
   assert b["train.pretrain_steps"] == 10 * EPOCH
   assert b["train.lr_schedule.start_step"] == 25 * EPOCH  # 15 VAE epochs (load_best_epoch)
+
+
+def test_the_two_run_procedure_ae_then_pretrain_fb_ae():
+  vae, ae = _flat(ptb_lstm.get_config("vae")), _flat(ptb_lstm.get_config("ae"))
+  assert {k: (vae[k], ae[k]) for k in vae if vae[k] != ae[k]} == {  # text_beta.py --beta 0
+      "train.kl_schedule.name": ("linear", "constant"),
+      "train.kl_schedule.max_weight": (1.0, 0.0),
+      "train.early_stopping.metric": ("iw_nll", "recon")}  # its loss is the reconstruction
+  assert ae["train.lr_schedule.start_step"] == 15 * EPOCH  # load_best_epoch 15
+  sent, fb_ae = _flat(ptb_lstm.get_config("pretrain_fb_sent")), _flat(
+      ptb_lstm.get_config("pretrain_fb_ae"))
+  assert {k: (sent[k], fb_ae[k]) for k in sent if sent[k] != fb_ae[k]} == {
+      "train.pretrain_steps": (10 * EPOCH, 0),  # the autoencoder is the other run
+      "train.early_stopping.min_step": (10 * EPOCH + 1, 0),
+      "train.lr_schedule.start_step": (25 * EPOCH, 15 * EPOCH),
+      "train.init_from.workdir": ("", "runs/ptb_lstm/ae")}
+  assert fb_ae["train.init_from.modules"] == ["encoder"]  # --reset_dec: a fresh decoder
+  assert fb_ae["train.init_from.checkpoint"] == "best"  # text_beta.py saves its best model
+  assert fb_ae["train.kl_schedule.warmup_steps"] == 10 * EPOCH  # --kl_start 0 --warm_up 10

@@ -157,3 +157,16 @@ def test_a_row_not_run_says_why_until_it_is_collected(table, tmp_path):
   assert "no time on this machine" not in lstm and "| 117.25 | 500 |" in lstm
   with pytest.raises(SystemExit, match="was run"):
     table.not_run("vae", "again", "lstm")
+
+
+def test_a_row_with_a_prerequisite_lists_that_run_first_in_its_command(table):
+  from configs import ptb_lstm  # pylint: disable=g-import-not-at-top
+  assert table.PREREQUISITES["lstm"] == ptb_lstm.PREREQUISITES  # the tool's copy is the config's
+  t = table.TABLES["lstm"]
+  assert table.row_command("pretrain_fb_ae", t, "lstm") == (
+      "python -m textvae.main --config=configs/ptb_lstm.py:ae "
+      "--config.data.source_dir=../shared/data/ptb --workdir=runs/ptb_lstm/ae && "
+      + table.COMMAND.format(v="pretrain_fb_ae", config="configs/ptb_lstm.py",
+                             runs="runs/ptb_lstm", table="lstm"))
+  assert table.row_command("bnvae", t, "lstm").startswith(
+      "python -m textvae.main --config=configs/ptb_lstm.py:bnvae ")

@@ -121,6 +121,11 @@ RULES = {
     "train.keep_checkpoints": integer(1),
     "train.num_samples": integer(1),
     "train.pretrain_steps": integer(0),
+    "train.init_from.modules": Rule(
+        "a non-empty tuple of parameter-group names, e.g. ('encoder',)",
+        lambda v: isinstance(v, (tuple, list)) and bool(v) and all(
+            isinstance(m, str) and m for m in v)),
+    "train.init_from.checkpoint": choice(("best", "latest")),
     "train.lr_schedule.name": choice(optim.SCHEDULES),
     "train.lr_schedule.factor": number(0.0, 1.0, low_open=True),
     "train.lr_schedule.patience": integer(1),  # optax: 0 would reduce at every validation

@@ -307,7 +307,7 @@ def _setup(config, workdir) -> Run:
   tracker = early_stopping.Tracker.from_config(config)
   hooks = hooks_lib.create(config, hooks_lib.Context(
       model=model, init_key=keys.init, train_key=keys.train, make_train_dataset=make_dataset,
-      best_checkpointer=best_ckpt, tracker=tracker))
+      best_checkpointer=best_ckpt, tracker=tracker, vocab_tokens=tuple(data.vocab.tokens)))
   state = _resume(state, workdir, ckpt, best_ckpt, tracker, train_iter, hooks, len(data.vocab))
   writer = metric_writers_lib.create_writer(workdir, just_logging=jax.process_index() > 0)
   if int(state.step) == 0:

@@ -68,6 +68,9 @@ LSTM_VARIANTS = [
     ("freebits", "Free bits per dimension, target 8 nats (lambda 0.25)"),
     ("pretrain_fb", "Li et al. 2019: AE pretraining, decoder reset, free bits 8"),
     ("pretrain_fb_sent", "pretrain_fb with the authors' free bits: per sentence and dimension"),
+    ("pretrain_fb_ae", "Li et al. 2019's two runs: the encoder of an autoencoder trained to "
+                       "its stopping rule (ae), a fresh decoder, free bits 8 per sentence "
+                       "and dimension"),
     ("aggressive", "He et al. 2019: aggressive inference-network training"),
     ("bnvae", "Zhu et al. 2020: BN-VAE, gamma 0.6"),
 ]
@@ -77,6 +80,20 @@ COMMAND = ("python -m textvae.main --config={config}:{v} "
            "python -m textvae.evaluate --workdir={runs}/{v} --split=test "
            "--num_importance_samples=500 && "
            "python tools/make_ptb_table.py --table={table} --collect {v}={runs}/{v}")
+
+# A row that starts from another run's model (configs/ptb_lstm.py PREREQUISITES):
+# that run's training comes first in the row's command.
+PREREQUISITES = {"lstm": {"pretrain_fb_ae": "ae"}}
+PRE_COMMAND = ("python -m textvae.main --config={config}:{pre} "
+               "--config.data.source_dir=../shared/data/ptb --workdir={runs}/{pre} && ")
+
+
+def row_command(v: str, t: dict, table: str) -> str:
+  cmd = COMMAND.format(v=v, config=t["config"], runs=t["workdirs"], table=table)
+  pre = PREREQUISITES.get(table, {}).get(v)
+  return cmd if pre is None else PRE_COMMAND.format(pre=pre, config=t["config"],
+                                                    runs=t["workdirs"]) + cmd
+
 
 TABLES = {
     "lstm": dict(runs="LSTM_RUNS", variants=LSTM_VARIANTS, config="configs/ptb_lstm.py",
@@ -290,7 +307,7 @@ def _table(table: str) -> list[str]:
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   reasons = []
   for v, remedy in t["variants"]:
-    cmd = "`" + COMMAND.format(v=v, config=t["config"], runs=t["workdirs"], table=table) + "`"
+    cmd = "`" + row_command(v, t, table) + "`"
     path = os.path.join(runs, v, "eval_test.json")
     spath = os.path.join(runs, v, "train_summary.json")
     if not os.path.exists(path) and os.path.exists(spath):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from textvae.hooks import aggressive
 from textvae.hooks import base
+from textvae.hooks import init_from
 from textvae.hooks import plateau
 from textvae.hooks import pretrain
 
@@ -21,6 +22,7 @@ Hooks = base.Hooks
 
 # name -> module with `create(config, ctx) -> Hook | None`
 HOOKS = {
+    "init_from": init_from,    # Li et al. 2019: the encoder of an autoencoder run
     "pretrain": pretrain,      # Li et al. 2019: autoencoder steps, then a fresh decoder
     "aggressive": aggressive,  # He et al. 2019: encoder-only inner steps
     "plateau": plateau,        # learning-rate reductions on validation plateaus

@@ -22,6 +22,7 @@ class Context:
   make_train_dataset: Callable[[int], Any]   # seed -> a grain dataset of training batches
   best_checkpointer: Any                     # checkpoints.Checkpointer of workdir/best
   tracker: Any                               # early_stopping.Tracker
+  vocab_tokens: tuple = ()                   # this run's vocabulary, in id order
 
 
 class Hook:
