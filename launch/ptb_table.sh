@@ -26,13 +26,16 @@ case "$table" in
   *) echo "launch/ptb_table.sh: TABLE=$table: expected lstm or gru" >&2; exit 2 ;;
 esac
 data="${DATA-../shared/data/ptb}"
+from_config() {  # prints the Python expression $1 over the config module `m`
+  "$python" -c "import importlib; m = importlib.import_module('${config%.py}'.replace('/', '.')); print($1)"
+}
 if [ "$#" -gt 0 ]; then
   rows=("$@")
 else
-  read -r -a rows <<< "$("$python" -c "import importlib; m = importlib.import_module('${config%.py}'.replace('/', '.')); print(' '.join(getattr(m, 'TABLE_ROWS', None) or [v for v in m.VARIANTS if v != 'svae']))")"
+  read -r -a rows <<< "$(from_config "' '.join(getattr(m, 'TABLE_ROWS', None) or [v for v in m.VARIANTS if v != 'svae'])")"
 fi
 prerequisite() {  # the run a row starts from (configs/ptb_lstm.py PREREQUISITES), or ''
-  "$python" -c "import importlib; m = importlib.import_module('${config%.py}'.replace('/', '.')); print(getattr(m, 'PREREQUISITES', {}).get('$1', ''))"
+  from_config "getattr(m, 'PREREQUISITES', {}).get('$1', '')"
 }
 mkdir -p "$runs"
 # A row that restarts (next session, preemption) loads its compiled steps from

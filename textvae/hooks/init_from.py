@@ -72,8 +72,8 @@ class InitFrom(base.Hook):
 
   def __init__(self, settings, ctx: base.Context):
     self.workdir = os.path.abspath(settings.workdir)
-    self.modules = tuple(settings.get("modules", ("encoder",)))
-    self.checkpoint = settings.get("checkpoint", "best")
+    self.modules = tuple(settings.modules)
+    self.checkpoint = settings.checkpoint
     self.vocab_tokens = ctx.vocab_tokens
     self.source = None  # {'workdir', 'step', 'checkpoint'} once copied
 
