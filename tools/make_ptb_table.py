@@ -225,15 +225,27 @@ def _check_variant(name: str, table: str) -> None:
     raise SystemExit(f"unknown variant {name!r}; expected one of {[v for v, _ in variants]}")
 
 
+def check_collectable(name: str, workdir: str, table: str, progress: bool) -> None:
+  """Refuses, before anything is copied, a row whose workdir cannot be collected."""
+  _check_variant(name, table)
+  config = os.path.join(workdir, "config.json")
+  if not os.path.exists(config):
+    pre = PREREQUISITES.get(table, {}).get(name)
+    after = f" (it starts once its prerequisite run {pre!r} has finished)" if pre else ""
+    raise SystemExit(f"--collect {name}={workdir}: {config} not found: the run of {name} "
+                     f"has not started in {workdir}{after}")
+  src = os.path.join(workdir, "eval_test.json")
+  if not progress and not os.path.exists(src):
+    raise SystemExit(f"{src} not found: run textvae.evaluate on {workdir} first")
+
+
 def collect(name: str, workdir: str, hardware: str | None, table: str = "gru",
             progress: bool = False) -> None:
   """Copies a run's test evaluation, config and log summary into the table's
   folder; `progress`: a run still training (its summary only, listed as in
   progress with its best validation so far)."""
-  _check_variant(name, table)
+  check_collectable(name, workdir, table, progress)
   src = os.path.join(workdir, "eval_test.json")
-  if not progress and not os.path.exists(src):
-    raise SystemExit(f"{src} not found: run textvae.evaluate on {workdir} first")
   dst = os.path.join(_runs(table), name)
   os.makedirs(dst, exist_ok=True)
   if not progress:
@@ -417,8 +429,10 @@ def main(argv=None):
   for item in args.not_run:
     name, _, reason = item.partition("=")
     not_run(name, reason, args.table)
-  for item in args.collect:
-    name, _, workdir = item.partition("=")
+  collects = [item.partition("=")[::2] for item in args.collect]
+  for name, workdir in collects:  # all checked first: a bad one leaves nothing half-copied
+    check_collectable(name, workdir, args.table, args.progress)
+  for name, workdir in collects:
     collect(name, workdir, args.hardware, args.table, args.progress)
   text = build()
   with open(args.output, "w", encoding="utf-8") as f:
