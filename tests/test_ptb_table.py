@@ -73,18 +73,20 @@ def test_collect_refuses_a_run_without_test_evaluation(table, tmp_path):
 
 def test_collect_refuses_a_run_not_started_before_copying_any_row(table, tmp_path):
   """A row whose prerequisite still trains has no workdir yet: the error names the
-  missing file and the prerequisite, and the rows given with it are left as they were."""
+  missing file and the prerequisite, and nothing the command names is written."""
   _workdir(tmp_path / "sent", final=False)
   table.not_run("pretrain_fb_sent", "not started", "lstm")
   table.not_run("pretrain_fb_ae", "its ae trains", "lstm")
   out = tmp_path / "ptb.md"
   with pytest.raises(SystemExit, match=r"--collect pretrain_fb_ae=.*ae/config.json not found"
                      r": the run of pretrain_fb_ae has not started in .*prerequisite run 'ae'"):
-    table.main(["--table=lstm", "--progress", f"--output={out}", "--collect",
+    table.main(["--table=lstm", "--progress", f"--output={out}", "--not_run", "vae=later",
+                "--collect",
                 f"pretrain_fb_sent={tmp_path / 'sent'}", f"pretrain_fb_ae={tmp_path / 'ae'}"])
   lstm = tmp_path / "results_ptb_lstm"
   assert sorted(os.listdir(lstm / "pretrain_fb_sent")) == ["not_run.json"]
   assert sorted(os.listdir(lstm / "pretrain_fb_ae")) == ["not_run.json"]
+  assert not (lstm / "vae").exists()
   assert not out.exists()
 
 

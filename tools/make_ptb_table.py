@@ -426,12 +426,12 @@ def main(argv=None):
                       help="record why a row was not run (results/<table>/NAME/not_run.json)")
   parser.add_argument("--output", default=OUT)
   args = parser.parse_args(argv)
+  collects = [item.partition("=")[::2] for item in args.collect]
+  for name, workdir in collects:  # all checked first: a bad one leaves nothing written
+    check_collectable(name, workdir, args.table, args.progress)
   for item in args.not_run:
     name, _, reason = item.partition("=")
     not_run(name, reason, args.table)
-  collects = [item.partition("=")[::2] for item in args.collect]
-  for name, workdir in collects:  # all checked first: a bad one leaves nothing half-copied
-    check_collectable(name, workdir, args.table, args.progress)
   for name, workdir in collects:
     collect(name, workdir, args.hardware, args.table, args.progress)
   text = build()
