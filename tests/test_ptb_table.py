@@ -178,6 +178,14 @@ def test_a_row_not_run_says_why_until_it_is_collected(table, tmp_path):
     table.not_run("vae", "again", "lstm")
 
 
+def test_a_bad_not_run_item_leaves_the_items_before_it_unwritten(table, tmp_path):
+  out = tmp_path / "ptb.md"
+  with pytest.raises(SystemExit, match="--not_run bowman=: give the reason"):
+    table.main(["--table=lstm", f"--output={out}", "--not_run", "vae=later", "bowman= "])
+  assert not (tmp_path / "results_ptb_lstm" / "vae").exists()
+  assert not out.exists()
+
+
 def test_a_row_with_a_prerequisite_lists_that_run_first_in_its_command(table):
   from configs import ptb_lstm  # pylint: disable=g-import-not-at-top
   assert table.PREREQUISITES["lstm"] == ptb_lstm.PREREQUISITES  # the tool's copy is the config's

@@ -264,14 +264,20 @@ def collect(name: str, workdir: str, hardware: str | None, table: str = "gru",
     os.remove(os.path.join(dst, NOT_RUN))
 
 
-def not_run(name: str, reason: str, table: str) -> None:
-  """Records why a row was not run (listed under its table)."""
+def check_not_run(name: str, reason: str, table: str) -> None:
+  """Refuses, before anything is written, a reason that cannot be recorded."""
   _check_variant(name, table)
   if not reason.strip():
     raise SystemExit(f"--not_run {name}=: give the reason")
   dst = os.path.join(_runs(table), name)
   if os.path.exists(os.path.join(dst, "eval_test.json")):
     raise SystemExit(f"{dst}/eval_test.json exists: {name} was run")
+
+
+def not_run(name: str, reason: str, table: str) -> None:
+  """Records why a row was not run (listed under its table)."""
+  check_not_run(name, reason, table)
+  dst = os.path.join(_runs(table), name)
   os.makedirs(dst, exist_ok=True)
   fileio.write_json(os.path.join(dst, NOT_RUN), {"reason": reason.strip()}, indent=2)
 
@@ -427,10 +433,13 @@ def main(argv=None):
   parser.add_argument("--output", default=OUT)
   args = parser.parse_args(argv)
   collects = [item.partition("=")[::2] for item in args.collect]
-  for name, workdir in collects:  # all checked first: a bad one leaves nothing written
+  reasons = [item.partition("=")[::2] for item in args.not_run]
+  # All checked first: a bad item leaves nothing written.
+  for name, workdir in collects:
     check_collectable(name, workdir, args.table, args.progress)
-  for item in args.not_run:
-    name, _, reason = item.partition("=")
+  for name, reason in reasons:
+    check_not_run(name, reason, args.table)
+  for name, reason in reasons:
     not_run(name, reason, args.table)
   for name, workdir in collects:
     collect(name, workdir, args.hardware, args.table, args.progress)
