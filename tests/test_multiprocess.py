@@ -120,11 +120,19 @@ def _restore(config, workdir, step):
   return state, data, meta
 
 
+def _leaf_diff(x, y) -> float:
+  """Max abs difference; equal infinities (a plateau's initial best) count 0 and a
+  NaN or infinity in one tree only counts inf, so no leaf drops out as NaN."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  if not x.size:
+    return 0.0
+  same = (x == y) | (np.isnan(x) & np.isnan(y))
+  diff = np.abs(np.where(same, 0.0, x) - np.where(same, 0.0, y))
+  return float(np.max(np.nan_to_num(diff, nan=np.inf, posinf=np.inf)))
+
+
 def _max_abs_diff(a, b):
-  diffs = jax.tree_util.tree_map(
-      lambda x, y: float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
-      if np.size(x) else 0.0, a, b)
-  return max(jax.tree_util.tree_leaves(diffs))
+  return max(jax.tree_util.tree_leaves(jax.tree_util.tree_map(_leaf_diff, a, b)))
 
 
 @pytest.fixture(scope="module")
