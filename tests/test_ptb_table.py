@@ -178,6 +178,18 @@ def test_a_row_not_run_says_why_until_it_is_collected(table, tmp_path):
     table.not_run("vae", "again", "lstm")
 
 
+def test_a_run_in_progress_then_stopped_is_listed_as_not_run(table, tmp_path):
+  _workdir(tmp_path / "fb", final=False)
+  os.rename(tmp_path / "fb" / "eval_test.json", tmp_path / "fb" / "eval_test_interim.json")
+  table.collect("pretrain_fb", str(tmp_path / "fb"), "test CPU", table="lstm", progress=True)
+  table.not_run("pretrain_fb", "stopped at epoch 2 for another row", "lstm")
+  assert sorted(os.listdir(tmp_path / "results_ptb_lstm" / "pretrain_fb")) == ["not_run.json"]
+  lstm = table.build().split("## GRU")[0]
+  row = [l for l in lstm.splitlines() if l.startswith("| pretrain_fb |")][0]
+  assert "not run (the reason is below)" in row and "best valid" not in row
+  assert "- **pretrain_fb**: stopped at epoch 2 for another row" in lstm
+
+
 def test_a_bad_not_run_item_leaves_the_items_before_it_unwritten(table, tmp_path):
   out = tmp_path / "ptb.md"
   with pytest.raises(SystemExit, match="--not_run bowman=: give the reason"):

@@ -23,7 +23,8 @@ collected with --progress (its log summary: best validation so far); if its
 workdir has an interim test evaluation of its best checkpoint so far
 (`python -m textvae.evaluate --workdir=W --interim ...`, W/eval_test_interim.json),
 that is copied too and its figures are listed, marked interim, until the run's
-final evaluation is collected.
+final evaluation is collected. A run collected in progress and then stopped for
+good is given a reason with --not_run, which removes its summary files.
 """
 
 from __future__ import annotations
@@ -275,11 +276,16 @@ def check_not_run(name: str, reason: str, table: str) -> None:
 
 
 def not_run(name: str, reason: str, table: str) -> None:
-  """Records why a row was not run (listed under its table)."""
+  """Records why a row was not run (listed under its table). A run collected in
+  progress and then stopped is no longer training: its summary files go (the
+  reason says what it reached), as `collect` removes a reason."""
   check_not_run(name, reason, table)
   dst = os.path.join(_runs(table), name)
   os.makedirs(dst, exist_ok=True)
   fileio.write_json(os.path.join(dst, NOT_RUN), {"reason": reason.strip()}, indent=2)
+  for stale in ("train_summary.json", "config.json", INTERIM):
+    if os.path.exists(os.path.join(dst, stale)):
+      os.remove(os.path.join(dst, stale))
 
 
 def _fmt(x, digits=2):
