@@ -4,7 +4,10 @@
 # Environment:
 #   TABLE=lstm|gru     which table (configs/ptb_lstm.py or configs/ptb.py; default lstm)
 #   PARALLEL=N         rows trained at once on this host (default: 1 per GPU, else
-#                      1 per CPU core, each row pinned to its own core with taskset)
+#                      1 per core of CORES, each row pinned to its own core with taskset)
+#   CORES="0 1"        the CPU cores rows are pinned to (default: every core); a row
+#                      starts on a core whose row has ended. CORES=1 adds a row beside
+#                      one that another invocation trains on core 0.
 #   DATA=DIR           the PTB folder (default ../shared/data/ptb; '' downloads it)
 #   RUNS=DIR           the workdirs (default runs/ptb_lstm or runs/ptb)
 #   DRY_RUN=1          print each row's command and stop
@@ -74,24 +77,35 @@ if [ "${SLURM:-0}" = 1 ]; then
   exit 0
 fi
 
+gpus="$("$python" -c 'import jax; print(sum(d.platform != "cpu" for d in jax.devices()))')"
+read -r -a cores <<< "${CORES:-$(seq -s ' ' 0 $(( $(nproc) - 1 )))}"
+read -r -a cores <<< "${cores[*]//,/ }"
 if [ -z "${PARALLEL:-}" ]; then
-  gpus="$("$python" -c 'import jax; print(sum(d.platform != "cpu" for d in jax.devices()))')"
-  if [ "$gpus" -gt 0 ]; then PARALLEL="$gpus"; else PARALLEL="$(nproc)"; fi
+  if [ "$gpus" -gt 0 ]; then PARALLEL="$gpus"; else PARALLEL="${#cores[@]}"; fi
 fi
 pids=()
-slot=0
+holder=()  # slot -> the pid of the row on it (a slot is a core, or a GPU)
+free_slot() {  # prints a slot that no running row holds, or nothing
+  local running s
+  running=" $(jobs -rp | tr '\n' ' ') "
+  for (( s = 0; s < PARALLEL; s++ )); do
+    if [ -z "${holder[s]:-}" ] || [[ "$running" != *" ${holder[s]} "* ]]; then
+      echo "$s"; return
+    fi
+  done
+}
 for row in "${rows[@]}"; do
-  while [ "$(jobs -rp | wc -l)" -ge "$PARALLEL" ]; do sleep 10; done
+  while slot="$(free_slot)"; [ -z "$slot" ]; do sleep 2; done
   pin=()
-  if command -v taskset > /dev/null && [ "${gpus:-0}" = 0 ]; then
-    pin=(taskset -c "$(( slot % $(nproc) ))")
+  if command -v taskset > /dev/null && [ "$gpus" = 0 ]; then
+    pin=(taskset -c "${cores[slot % ${#cores[@]}]}")
   else
-    export CUDA_VISIBLE_DEVICES="$(( slot % PARALLEL ))"
+    export CUDA_VISIBLE_DEVICES="$slot"
   fi
   echo "launch/ptb_table.sh: row $row -> $runs/$row.log" >&2
   "${pin[@]}" bash -c "$(row_command "$row")" >> "$runs/$row.log" 2>&1 &
   pids+=("$!")
-  slot=$(( slot + 1 ))
+  holder[slot]="$!"
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done

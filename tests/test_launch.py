@@ -53,6 +53,38 @@ def test_ptb_table_runs_every_row_with_its_documented_command(tmp_path):
                          f"--workdir={tmp_path}/runs/pretrain_fb_ae")
 
 
+def test_ptb_table_gives_each_row_a_core_no_running_row_holds(tmp_path):
+  """A row starts on a core whose row has ended, not on the next core in turn,
+  and CORES confines the rows to the cores given (a row added beside another)."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  log = tmp_path / "pins.log"
+  (bin_dir / "taskset").write_text(  # logs the core and the row, then runs the row
+      '#!/usr/bin/env bash\nrow="${5#*ptb_lstm.py:}"; echo "$2 ${row%% *}" >> "$PIN_LOG"\n'
+      'shift 2; exec "$@"\n')
+  # Training stands in: `vae` takes 3 s, every other command returns at once.
+  (bin_dir / "python").write_text(
+      f'#!/usr/bin/env bash\nif [ "$1" = -c ]; then exec {sys.executable} "$@"; fi\n'
+      'case "$*" in *ptb_lstm.py:vae\\ *) sleep 3 ;; esac\n')
+  for f in ("taskset", "python"):
+    (bin_dir / f).chmod(0o755)
+  env = dict(PIN_LOG=str(log), PATH=f"{bin_dir}:{os.environ['PATH']}",
+             JAX_PLATFORMS="cpu")
+  def run(*rows, **more):
+    log.write_text("")
+    full = dict(os.environ, RUNS=str(tmp_path / "runs"), TEXTVAE_PYTHON=str(bin_dir / "python"),
+                **env, **more)
+    subprocess.run([os.path.join(LAUNCH, "ptb_table.sh"), *rows], capture_output=True,
+                   text=True, check=True, env=full, cwd=tmp_path)
+    return log.read_text().splitlines()
+  # vae holds core 0 while bowman ends on core 1: cyclical goes to core 1, not 0.
+  # (Rows started together may log in either order.)
+  pins = run("vae", "bowman", "cyclical", CORES="0 1")
+  assert sorted(pins[:2]) == ["0 vae", "1 bowman"] and pins[2:] == ["1 cyclical"]
+  assert run("bowman", CORES="1") == ["1 bowman"]
+  assert sorted(run("bowman", "lm", CORES="3,2")) == ["2 lm", "3 bowman"]
+
+
 def test_ptb_table_submits_one_slurm_job_per_row(tmp_path):
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
