@@ -70,8 +70,8 @@ LSTM_VARIANTS = [
     ("pretrain_fb", "Li et al. 2019: AE pretraining, decoder reset, free bits 8"),
     ("pretrain_fb_sent", "pretrain_fb with the authors' free bits: per sentence and dimension"),
     ("pretrain_fb_ae", "Li et al. 2019's two runs: the encoder of an autoencoder trained to "
-                       "its stopping rule (ae), a fresh decoder, free bits 8 per sentence "
-                       "and dimension"),
+                       "its stopping rule (ae), a fresh decoder, free bits 8 per "
+                       "dimension"),
     ("aggressive", "He et al. 2019: aggressive inference-network training"),
     ("bnvae", "Zhu et al. 2020: BN-VAE, gamma 0.6"),
 ]
