@@ -209,3 +209,29 @@ def test_a_row_with_a_prerequisite_lists_that_run_first_in_its_command(table):
                              runs="runs/ptb_lstm", table="lstm"))
   assert table.row_command("bnvae", t, "lstm").startswith(
       "python -m textvae.main --config=configs/ptb_lstm.py:bnvae ")
+
+
+def test_a_row_with_a_prerequisite_counts_that_runs_time_and_end(table, tmp_path):
+  """pretrain_fb_ae's cost is ae's training and its own: both wall times (from the
+  files' times, set here) and how each run ended are in its row."""
+  _workdir(tmp_path / "ae", final=True, lr_schedule={"finished": True, "decays": 5})
+  _workdir(tmp_path / "fbae", final=True, lr_schedule={"finished": True, "decays": 5})
+  (tmp_path / "fbae" / "config.json").write_text(json.dumps(
+      {"model": {"kind": "vae"}, "train": {"init_from": {"workdir": str(tmp_path / "ae")}}}))
+  for run, hours in (("ae", 7.2), ("fbae", 1.5)):
+    os.utime(tmp_path / run / "vocab.json", (1e9, 1e9))
+    os.utime(tmp_path / run / "final_metrics.json", (1e9 + hours * 3600,) * 2)
+  table.collect("pretrain_fb_ae", str(tmp_path / "fbae"), "test CPU", "lstm")
+  row = [l for l in table.build().splitlines() if l.startswith("| pretrain_fb_ae |")][0]
+  assert ("| stopped after 5 learning-rate halvings at step 6570 (epoch 5); its prerequisite "
+          "ae: stopped after 5 learning-rate halvings at step 6570 (epoch 5) | 1.5 h + 7.2 h "
+          "(ae) | test CPU |") in row
+  # Found beside the row's workdir when init_from names a path that is not there.
+  (tmp_path / "fbae" / "config.json").write_text(json.dumps({"model": {"kind": "vae"}}))
+  assert table.prerequisite_summary("pretrain_fb_ae", str(tmp_path / "fbae"), "lstm")[
+      "wall_seconds"] == pytest.approx(7.2 * 3600)
+  os.rename(tmp_path / "ae", tmp_path / "ae_gone")
+  table.collect("pretrain_fb_ae", str(tmp_path / "fbae"), "test CPU", "lstm")
+  row = [l for l in table.build().splitlines() if l.startswith("| pretrain_fb_ae |")][0]
+  assert "ae: its workdir was not found | 1.5 h + ae: — |" in row
+  assert table.prerequisite_summary("bnvae", str(tmp_path / "fbae"), "lstm") is None

@@ -7,7 +7,9 @@ Each variant's folder holds what its documented command produced:
                       --num_importance_samples=500` (IW-NLL with K=500, ELBO, KL, MI, AU, PPL)
   config.json         the run's config (W/config.json)
   train_summary.json  a summary of W/metrics.jsonl: steps, training wall time,
-                      hardware (written by --collect below)
+                      hardware (written by --collect below); for a row that
+                      starts from another run (pretrain_fb_ae from ae), that
+                      run's wall time and end too
 
   python tools/make_ptb_table.py --table=lstm --collect NAME=W [NAME=W ...]  # copy runs in
   python tools/make_ptb_table.py                                  # write results/ptb.md
@@ -260,9 +262,44 @@ def collect(name: str, workdir: str, hardware: str | None, table: str = "gru",
   summary["hardware"] = hardware or (
       f"{platform.machine()} CPU x{os.cpu_count()}" if not _gpu_name() else _gpu_name())
   summary["workdir"] = workdir
+  pre = prerequisite_summary(name, workdir, table)
+  if pre is not None:
+    summary["prerequisite"] = pre
   fileio.write_json(os.path.join(dst, "train_summary.json"), summary, indent=2)
   if os.path.exists(os.path.join(dst, NOT_RUN)):
     os.remove(os.path.join(dst, NOT_RUN))
+
+
+def prerequisite_summary(name: str, workdir: str, table: str) -> dict | None:
+  """The log summary of the run a row started from (its training is part of the
+  row's cost): the workdir its config.train.init_from names, else the row's
+  sibling named after the prerequisite; None for a row without one."""
+  pre = PREREQUISITES.get(table, {}).get(name)
+  if pre is None:
+    return None
+  config = workdir_lib.load_config(workdir)
+  path = config.get("train", {}).get("init_from", {}).get("workdir") or ""
+  if not os.path.exists(os.path.join(path, "metrics.jsonl")):
+    path = os.path.join(os.path.dirname(os.path.normpath(workdir)), pre)
+  if not os.path.exists(os.path.join(path, "metrics.jsonl")):
+    return {"name": pre, "workdir": None}
+  summary = summarise_log(path)
+  return {"name": pre, "workdir": path,
+          **{k: summary[k] for k in ("last_step", "wall_seconds", "ended", "best_valid")
+             if k in summary}}
+
+
+def _cost(summ: dict) -> tuple[str, str]:
+  """The 'training ended' and 'train wall time' cells, with the prerequisite
+  run's own after the row's."""
+  ended, hours = summ.get("ended", "—"), _hours(summ.get("wall_seconds"))
+  pre = summ.get("prerequisite")
+  if pre:
+    if pre.get("workdir") is None:
+      return f"{ended}; {pre['name']}: its workdir was not found", f"{hours} + {pre['name']}: —"
+    ended = f"{ended}; its prerequisite {pre['name']}: {pre.get('ended', '—')}"
+    hours = f"{hours} + {_hours(pre.get('wall_seconds'))} ({pre['name']})"
+  return ended, hours
 
 
 def check_not_run(name: str, reason: str, table: str) -> None:
@@ -347,9 +384,9 @@ def _table(table: str) -> list[str]:
         figures = f"interim: {_fmt(ev.get('iw_nll'))}, {training} | {_figures(ev)}"
       else:
         figures = f"{training} | | | | | | | "
-      lines.append(
-          f"| {v} | {remedy} | {figures} | {summ.get('ended', '—')} | "
-          f"{_hours(summ.get('wall_seconds'))} | {summ.get('hardware', '—')} | {cmd} |")
+      ended, hours = _cost(summ)
+      lines.append(f"| {v} | {remedy} | {figures} | {ended} | {hours} | "
+                   f"{summ.get('hardware', '—')} | {cmd} |")
       continue
     if not os.path.exists(path):
       reason_path = os.path.join(runs, v, NOT_RUN)
@@ -368,9 +405,9 @@ def _table(table: str) -> list[str]:
     if os.path.exists(spath):
       with open(spath, encoding="utf-8") as f:
         summ = json.load(f)
+    ended, hours = _cost(summ)
     lines.append(
-        f"| {v} | {remedy} | {_fmt(ev.get('iw_nll'))} | {_figures(ev)} | "
-        f"{summ.get('ended', '—')} | {_hours(summ.get('wall_seconds'))} | "
+        f"| {v} | {remedy} | {_fmt(ev.get('iw_nll'))} | {_figures(ev)} | {ended} | {hours} | "
         f"{summ.get('hardware', '—')} | {cmd} |")
   if reasons:
     lines += ["", "Rows not run, and why:", ""] + reasons
