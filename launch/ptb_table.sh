@@ -10,6 +10,8 @@
 #                      one that another invocation trains on core 0.
 #   DATA=DIR           the PTB folder (default ../shared/data/ptb; '' downloads it)
 #   RUNS=DIR           the workdirs (default runs/ptb_lstm or runs/ptb)
+#   HARDWARE="..."     the hardware each collected row records (default: the
+#                      platform, e.g. "x86_64 CPU x2" or the GPU's name)
 #   DRY_RUN=1          print each row's command and stop
 #   JAX_COMPILATION_CACHE_DIR   compiled steps kept for restarts (default RUNS/jax_cache)
 #   SLURM=1            submit one sbatch job per row instead (one GPU each; extra
@@ -61,6 +63,7 @@ row_command() {  # the documented command of one row (configs/ptb_lstm.py docstr
   printf '%q ' "$python" -m textvae.evaluate "--workdir=$w" --split=test --num_importance_samples=500
   printf '; } && '
   printf '%q ' "$python" tools/make_ptb_table.py "--table=$table" --collect "$row=$w"
+  if [ -n "${HARDWARE:-}" ]; then printf '%q ' "--hardware=$HARDWARE"; fi
 }
 
 if [ "${DRY_RUN:-0}" = 1 ]; then

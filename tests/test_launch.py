@@ -51,6 +51,15 @@ def test_ptb_table_runs_every_row_with_its_documented_command(tmp_path):
                   f"--workdir={tmp_path}/runs/ae && ")
   assert ae < line.index(f"--config.train.init_from.workdir={tmp_path}/runs/ae "
                          f"--workdir={tmp_path}/runs/pretrain_fb_ae")
+  assert "--hardware" not in " ".join(out)  # the tool's own default then
+
+
+def test_ptb_table_passes_hardware_to_every_collect(tmp_path):
+  out = _ptb_table(tmp_path, DRY_RUN="1", HARDWARE="1 core (taskset -c 0); no GPU").stdout
+  lines = out.splitlines()
+  assert lines and all(
+      line.rstrip().endswith(r"--hardware=1\ core\ \(taskset\ -c\ 0\)\;\ no\ GPU")
+      for line in lines), out
 
 
 def test_ptb_table_gives_each_row_a_core_no_running_row_holds(tmp_path):
