@@ -59,3 +59,13 @@ def test_the_two_run_procedure_ae_then_pretrain_fb_ae():
   assert fb_ae["train.init_from.modules"] == ["encoder"]  # --reset_dec: a fresh decoder
   assert fb_ae["train.init_from.checkpoint"] == "best"  # text_beta.py saves its best model
   assert fb_ae["train.kl_schedule.warmup_steps"] == 10 * EPOCH  # --kl_start 0 --warm_up 10
+
+
+def test_aggressive_is_vae_with_the_inner_loop_and_more_checkpoints():
+  a = _flat(ptb_lstm.get_config("vae"))
+  b = _flat(ptb_lstm.get_config("aggressive"))
+  assert {k: (a[k], b[k]) for k in a if a[k] != b[k]} == {
+      "train.aggressive.enabled": (False, True),
+      "train.checkpoint_every_steps": (EPOCH, EPOCH // 6)}
+  assert (b["train.aggressive.window"], b["train.aggressive.max_inner_steps"]) == (10, 100)
+  assert EPOCH % b["train.checkpoint_every_steps"] == 0  # every validation step is saved too
