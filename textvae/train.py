@@ -28,6 +28,7 @@ from textvae import errors
 from textvae import evaluation
 from textvae import fileio
 from textvae import hooks as hooks_lib
+from textvae import host_limits
 from textvae import lock
 from textvae import metric_writers as metric_writers_lib
 from textvae import periodic_actions
@@ -290,6 +291,8 @@ def _setup(config, workdir) -> Run:
   workdir_lib.check_compatible(config, workdir)
   workdir_lib.check_checkpoint(config, workdir)  # vocabulary and model vs the checkpoint
   _warn_if_stopped_nonfinite(workdir)
+  if message := host_limits.low_limit_message(jax.default_backend(), host_limits.read_limit()):
+    logging.warning("%s", message)
   with parallel.process_zero_first("prepare_data"):  # shared TFDS dir and vocab.json
     data = prepared.prepare(config, workdir)
   if jax.process_index() == 0:
