@@ -5,9 +5,10 @@ loads from the compilation cache, as separate memory mappings, and a run keeps
 one executable per batch shape and function: on PTB, 82 batch lengths times the
 train step(s) and the validation's functions. Measured on a 2-core Xeon with
 jax 0.10: a plain LSTM row holds about 54,000 mappings after its first
-validation; the aggressive row (three train functions) passed the kernel's
-default limit, 65,530, at its first validation, where LLVM failed with 'Cannot
-allocate memory' and the process died with a segmentation fault, losing the work
+validation, and the aggressive row (three train functions) 57,000 after its
+first when it loads them from the compilation cache; compiling them, it reached
+the kernel's default limit, 65,530, at that validation, where LLVM failed with
+'Cannot allocate memory' (with 15 GiB free) and the process died with a segmentation fault, losing the work
 since its last checkpoint. Nothing in the process can recover from that, so the
 run says so when it starts; the remedy is the host's."""
 
