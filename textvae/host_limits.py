@@ -8,9 +8,10 @@ jax 0.10: a plain LSTM row holds about 54,000 mappings after its first
 validation, and the aggressive row (three train functions) 57,000 after its
 first when it loads them from the compilation cache; compiling them, it reached
 the kernel's default limit, 65,530, at that validation, where LLVM failed with
-'Cannot allocate memory' (with 15 GiB free) and the process died with a segmentation fault, losing the work
-since its last checkpoint. Nothing in the process can recover from that, so the
-run says so when it starts; the remedy is the host's."""
+'Cannot allocate memory' (with 15 GiB free) and the process died with a
+segmentation fault, losing the work since its last checkpoint. Nothing in the
+process can recover from that, so the run says so when it starts; the remedy is
+the host's."""
 
 from __future__ import annotations
 
@@ -24,15 +25,6 @@ def read_limit(path: str = LIMIT_PATH) -> int | None:
     with open(path, encoding="ascii") as f:
       return int(f.read().strip())
   except (OSError, ValueError):
-    return None
-
-
-def count_mappings(path: str = "/proc/self/maps") -> int | None:
-  """This process's memory mappings now (one line each); None off Linux."""
-  try:
-    with open(path, "rb") as f:
-      return sum(1 for _ in f)
-  except OSError:
     return None
 
 
