@@ -125,7 +125,9 @@ def test_two_process_run_is_one_run_refused_by_both_processes(trained, tmp_path)
               "for it to finish, or use another --workdir")
   for p, out in zip(procs, outs):
     assert p.returncode == 1, out[-3000:]
-    assert expected in out.splitlines(), out[-3000:]
+    # Gloo's native threads write to the same pipe, mid-line at times (not through
+    # sys.stderr), so the message is looked for in the text, not as a whole line.
+    assert expected in out, out[-3000:]
   assert json.load(open(lock.lock_path(workdir)))["pid"] == os.getpid()  # still ours
   lock.release(workdir, me)
   assert not os.path.exists(lock.lock_path(workdir))
