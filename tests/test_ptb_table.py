@@ -211,6 +211,29 @@ def test_a_row_with_a_prerequisite_lists_that_run_first_in_its_command(table):
       "python -m textvae.main --config=configs/ptb_lstm.py:bnvae ")
 
 
+def test_wall_time_counts_the_training_processes_not_the_pauses_between_them(table, tmp_path):
+  """A row resumed 5 h after it was stopped (queued behind another row) trained
+  1.0 h + 0.5 h: its wall time is the two processes' spans from their events
+  files (start time in the name, last write as mtime), not the 6.5 h from its
+  first file to its last."""
+  _workdir(tmp_path / "cyc", final=True, lr_schedule={"finished": True, "decays": 5})
+  t0 = 1_800_000_000
+  os.utime(tmp_path / "cyc" / "vocab.json", (t0, t0))
+  os.utime(tmp_path / "cyc" / "final_metrics.json", (t0 + 6.5 * 3600,) * 2)
+  for start, hours in ((t0, 1.0), (t0 + 6 * 3600, 0.5)):
+    events = tmp_path / "cyc" / f"events.out.tfevents.{start}.host"
+    events.write_bytes(b"")
+    os.utime(events, (start + hours * 3600,) * 2)
+  assert table.summarise_log(str(tmp_path / "cyc"))["wall_seconds"] == pytest.approx(1.5 * 3600)
+  table.collect("cyclical", str(tmp_path / "cyc"), "test CPU", "lstm")
+  row = [l for l in table.build().splitlines() if l.startswith("| cyclical |")][0]
+  assert "| 1.5 h | test CPU |" in row
+  # Without events files: first file to last, as before.
+  for e in tmp_path.glob("cyc/events.out.tfevents.*"):
+    e.unlink()
+  assert table.summarise_log(str(tmp_path / "cyc"))["wall_seconds"] == pytest.approx(6.5 * 3600)
+
+
 def test_a_row_with_a_prerequisite_counts_that_runs_time_and_end(table, tmp_path):
   """pretrain_fb_ae's cost is ae's training and its own: both wall times (from the
   files' times, set here) and how each run ended are in its row."""

@@ -135,16 +135,34 @@ PUBLISHED: list[dict] = [
 TEST_TOKENS, TEST_SENTENCES = 82430, 3761  # PTB test split, </s> counted
 
 
+def process_seconds(workdir: str) -> float | None:
+  """The summed running time of a run's training processes: each process that
+  trains writes one TensorBoard events file named by its start time
+  (events.out.tfevents.<unix seconds>.<host>) and last written at its last
+  metric. Pauses between resumed processes (a row queued behind another, the
+  gap between sessions) are not counted; None without events files."""
+  total, found = 0.0, False
+  for name in os.listdir(workdir):
+    parts = name.split(".")
+    if name.startswith("events.out.tfevents.") and len(parts) > 3 and parts[3].isdigit():
+      total += max(0.0, os.path.getmtime(os.path.join(workdir, name)) - int(parts[3]))
+      found = True
+  return total if found else None
+
+
 def summarise_log(workdir: str) -> dict:
   """Steps, wall time and throughput from a run's metrics.jsonl."""
   rows = fileio.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   steps = [r["step"] for r in rows if isinstance(r.get("step"), int)]
-  # metrics.jsonl has no timestamps: the wall time is from vocab.json (written at
-  # the first start) to final_metrics.json (written after the test evaluation);
-  # it includes validation, checkpoints and any pause between resumed runs.
+  # metrics.jsonl has no timestamps: the wall time is the training processes'
+  # running time from their events files (validation and checkpoints included,
+  # pauses between resumed processes not); without them, from vocab.json
+  # (written at the first start) to final_metrics.json (written when training
+  # ends), or to the last checkpoint of a run still training.
   start, end = (os.path.join(workdir, n) for n in ("vocab.json", "final_metrics.json"))
   wall = (os.path.getmtime(end) - os.path.getmtime(start)
           if os.path.exists(start) and os.path.exists(end) else None)
+  wall = process_seconds(workdir) or wall
   out = {"last_step": max(steps) if steps else None, "wall_seconds": wall}
   tps = [r["train/tokens_per_s"] for r in rows if "train/tokens_per_s" in r]
   if tps:
@@ -439,7 +457,9 @@ def build() -> str:
            "IW-NLL: importance-weighted NLL per sentence with K samples (K=500 in the "
            "documented command; exact for the LM, which has no latent); PPL = exp(IW-NLL "
            "total / tokens incl. </s>); ELBO per sentence; KL per sentence; MI over the whole "
-           "test split; AU: dimensions with Cov(E_q[z]) > 0.01.", "",
+           "test split; AU: dimensions with Cov(E_q[z]) > 0.01; train wall time: the "
+           "training processes' running time (validation and checkpoints included, pauses "
+           "between a row's resumed processes not; the test evaluation not).", "",
            "Each row is the run's best checkpoint on validation IW-NLL (K=5, once per epoch "
            "of 1,314 steps); 'selected step' is that checkpoint, 'training ended' says "
            "whether the run reached its stopping rule or was interrupted. A row marked "
