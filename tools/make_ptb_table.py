@@ -160,9 +160,9 @@ def summarise_log(workdir: str) -> dict:
   # (written at the first start) to final_metrics.json (written when training
   # ends), or to the last checkpoint of a run still training.
   start, end = (os.path.join(workdir, n) for n in ("vocab.json", "final_metrics.json"))
-  wall = (os.path.getmtime(end) - os.path.getmtime(start)
-          if os.path.exists(start) and os.path.exists(end) else None)
-  wall = process_seconds(workdir) or wall
+  wall = process_seconds(workdir)
+  if wall is None and os.path.exists(start) and os.path.exists(end):
+    wall = os.path.getmtime(end) - os.path.getmtime(start)
   out = {"last_step": max(steps) if steps else None, "wall_seconds": wall}
   tps = [r["train/tokens_per_s"] for r in rows if "train/tokens_per_s" in r]
   if tps:
