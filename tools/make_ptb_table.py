@@ -150,20 +150,28 @@ def process_seconds(workdir: str) -> float | None:
   return total if found else None
 
 
+def wall_seconds(workdir: str) -> float | None:
+  """A run's training wall time (validation and checkpoints included). From its
+  events files (process_seconds) where it has them; else metrics.jsonl has no
+  timestamps, so from vocab.json (written at the first start) to
+  final_metrics.json (written when training ends), or to the last checkpoint of
+  a run still training or interrupted."""
+  wall = process_seconds(workdir)
+  start, end = (os.path.join(workdir, n) for n in ("vocab.json", "final_metrics.json"))
+  if wall is not None or not os.path.exists(start):
+    return wall
+  if os.path.exists(end):
+    return os.path.getmtime(end) - os.path.getmtime(start)
+  ckdir = os.path.join(workdir, "checkpoints")
+  done = [os.path.join(ckdir, d) for d in os.listdir(ckdir) if d.isdigit()]
+  return max(os.path.getmtime(d) for d in done) - os.path.getmtime(start) if done else None
+
+
 def summarise_log(workdir: str) -> dict:
   """Steps, wall time and throughput from a run's metrics.jsonl."""
   rows = fileio.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   steps = [r["step"] for r in rows if isinstance(r.get("step"), int)]
-  # metrics.jsonl has no timestamps: the wall time is the training processes'
-  # running time from their events files (validation and checkpoints included,
-  # pauses between resumed processes not); without them, from vocab.json
-  # (written at the first start) to final_metrics.json (written when training
-  # ends), or to the last checkpoint of a run still training.
-  start, end = (os.path.join(workdir, n) for n in ("vocab.json", "final_metrics.json"))
-  wall = process_seconds(workdir)
-  if wall is None and os.path.exists(start) and os.path.exists(end):
-    wall = os.path.getmtime(end) - os.path.getmtime(start)
-  out = {"last_step": max(steps) if steps else None, "wall_seconds": wall}
+  out = {"last_step": max(steps) if steps else None, "wall_seconds": wall_seconds(workdir)}
   tps = [r["train/tokens_per_s"] for r in rows if "train/tokens_per_s" in r]
   if tps:
     out["median_train_tokens_per_s"] = sorted(tps)[len(tps) // 2]
@@ -180,12 +188,6 @@ def summarise_log(workdir: str) -> dict:
     last = valid[-1]
     out["last_valid"] = {k.split("/", 1)[1]: last[k] for k in last
                          if k.startswith("valid/") and isinstance(last[k], (int, float))}
-  if wall is None and os.path.exists(start):  # interrupted: up to its last checkpoint
-    ckdir = os.path.join(workdir, "checkpoints")
-    done = [os.path.join(ckdir, d) for d in os.listdir(ckdir) if d.isdigit()]
-    if done:
-      wall = max(os.path.getmtime(d) for d in done) - os.path.getmtime(start)
-      out["wall_seconds"] = wall
   out["ended"] = _how_it_ended(workdir, out["last_step"], _halvings(rows))
   agg = [r for r in rows if "train/aggressive" in r]
   if agg:
