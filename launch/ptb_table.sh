@@ -10,8 +10,8 @@
 #                      one that another invocation trains on core 0.
 #   DATA=DIR           the PTB folder (default ../shared/data/ptb; '' downloads it)
 #   RUNS=DIR           the workdirs (default runs/ptb_lstm or runs/ptb)
-#   HARDWARE="..."     the hardware each collected row records (default: the
-#                      platform, e.g. "x86_64 CPU x2" or the GPU's name)
+#   HARDWARE="..."     the hardware each collected row records (default: what the
+#                      row's training processes recorded in W/hardware.jsonl)
 #   DRY_RUN=1          print each row's command and stop
 #   JAX_COMPILATION_CACHE_DIR   compiled steps kept for restarts (default RUNS/jax_cache)
 #   SLURM=1            submit one sbatch job per row instead (one GPU each; extra

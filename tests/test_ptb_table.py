@@ -258,3 +258,20 @@ def test_a_row_with_a_prerequisite_counts_that_runs_time_and_end(table, tmp_path
   row = [l for l in table.build().splitlines() if l.startswith("| pretrain_fb_ae |")][0]
   assert "ae: its workdir was not found | 1.5 h + ae: — |" in row
   assert table.prerequisite_summary("bnvae", str(tmp_path / "fbae"), "lstm") is None
+
+
+def test_hardware_defaults_to_what_the_runs_processes_recorded(table, tmp_path):
+  _workdir(tmp_path / "fb", final=True)
+  host = {"machine": "x86_64", "cpu_model": "AMD EPYC", "cpu_isa": "AVX2", "cpu_count": 2,
+          "accelerators": [], "process_count": 1}
+  with open(tmp_path / "fb" / "hardware.jsonl", "w", encoding="utf-8") as f:
+    for step, cores in [(0, [1]), (1314, [1]), (2000, [0])]:
+      f.write(json.dumps({"step": step, "time": 0.0, "cores": cores, **host}) + "\n")
+  table.collect("freebits", str(tmp_path / "fb"), None, "lstm")
+  summary = json.load(open(tmp_path / "results_ptb_lstm" / "freebits" / "train_summary.json"))
+  chip = "of a 2-core x86_64 CPU (AMD EPYC, AVX2); no GPU"
+  assert summary["hardware"] == (f"1 core (taskset -c 1) {chip}, to step 2,000; "
+                                 f"1 core (taskset -c 0) {chip}, from step 2,000")
+  table.collect("freebits", str(tmp_path / "fb"), "given by hand", "lstm")
+  summary = json.load(open(tmp_path / "results_ptb_lstm" / "freebits" / "train_summary.json"))
+  assert summary["hardware"] == "given by hand"

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from textvae import checkpoints
+from textvae import fileio
+from textvae import hardware
 from textvae import train
 from tests.helpers import TINY_HELD_OUT, final_params, read_metrics, tiny_config
 
@@ -42,6 +44,10 @@ def test_resume_continues_and_equals_uninterrupted_run(tmp_path, caplog):
   with caplog.at_level("INFO"):
     train.train_and_evaluate(tiny_config(tmp_path, num_steps=40), resumed)
   assert "Resuming from step 20" in caplog.text
+  # Each training process records where it ran, from the step it started at.
+  hosts = fileio.read_jsonl(hardware.path(resumed))
+  assert [h["step"] for h in hosts] == [0, 20]
+  assert all(h["cores"] == sorted(os.sched_getaffinity(0)) for h in hosts)
 
   state_a, meta_a = final_params(tiny_config(tmp_path), straight)
   state_b, meta_b = final_params(tiny_config(tmp_path), resumed)

@@ -27,6 +27,7 @@ from textvae import early_stopping
 from textvae import errors
 from textvae import evaluation
 from textvae import fileio
+from textvae import hardware
 from textvae import hooks as hooks_lib
 from textvae import host_limits
 from textvae import lock
@@ -312,6 +313,8 @@ def _setup(config, workdir) -> Run:
       model=model, init_key=keys.init, train_key=keys.train, make_train_dataset=make_dataset,
       best_checkpointer=best_ckpt, tracker=tracker, vocab_tokens=tuple(data.vocab.tokens)))
   state = _resume(state, workdir, ckpt, best_ckpt, tracker, train_iter, hooks, len(data.vocab))
+  if jax.process_index() == 0:  # the results tables' hardware, even when a run moves
+    logging.info("Hardware: %s", hardware.describe(hardware.record(workdir, int(state.step))))
   writer = metric_writers_lib.create_writer(workdir, just_logging=jax.process_index() > 0)
   if int(state.step) == 0:
     writer.write_hparams(_flat_hparams(config))

@@ -7,7 +7,8 @@ Each variant's folder holds what its documented command produced:
                       --num_importance_samples=500` (IW-NLL with K=500, ELBO, KL, MI, AU, PPL)
   config.json         the run's config (W/config.json)
   train_summary.json  a summary of W/metrics.jsonl: steps, training wall time,
-                      hardware (written by --collect below); for a row that
+                      hardware (--hardware, else W/hardware.jsonl, written by
+                      --collect below); for a row that
                       starts from another run (pretrain_fb_ae from ae), that
                       run's wall time and end too
 
@@ -40,6 +41,7 @@ import sys
 
 from textvae import early_stopping
 from textvae import fileio
+from textvae import hardware as hardware_lib
 from textvae import workdir as workdir_lib
 
 RESULTS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results"))
@@ -229,6 +231,15 @@ def _how_it_ended(workdir: str, last_step, halvings=None) -> str:
   return f"num_steps reached (step {final['step']})"
 
 
+def run_hardware(workdir: str) -> str:
+  """--hardware's default: what the run's training processes recorded
+  (W/hardware.jsonl, textvae.hardware), else this host's platform."""
+  recorded = hardware_lib.describe_history(fileio.read_jsonl(hardware_lib.path(workdir)))
+  if recorded:
+    return recorded
+  return f"{platform.machine()} CPU x{os.cpu_count()}" if not _gpu_name() else _gpu_name()
+
+
 def _gpu_name():
   try:
     import jax  # pylint: disable=g-import-not-at-top
@@ -279,8 +290,7 @@ def collect(name: str, workdir: str, hardware: str | None, table: str = "gru",
     os.remove(os.path.join(dst, INTERIM))
   shutil.copyfile(os.path.join(workdir, "config.json"), os.path.join(dst, "config.json"))
   summary = summarise_log(workdir)
-  summary["hardware"] = hardware or (
-      f"{platform.machine()} CPU x{os.cpu_count()}" if not _gpu_name() else _gpu_name())
+  summary["hardware"] = hardware or run_hardware(workdir)
   summary["workdir"] = workdir
   pre = prerequisite_summary(name, workdir, table)
   if pre is not None:
@@ -488,7 +498,8 @@ def main(argv=None):
                       help="copy a finished run's eval_test.json, config.json and log "
                            "summary into results/ptb/NAME/ first")
   parser.add_argument("--hardware", default=None,
-                      help="hardware description for collected runs (default: platform)")
+                      help="hardware description for collected runs (default: what each run's "
+                           "processes recorded in W/hardware.jsonl, else this platform)")
   parser.add_argument("--progress", action="store_true",
                       help="--collect runs still training (their log summary only)")
   parser.add_argument("--table", choices=sorted(TABLES), default="gru",
