@@ -275,3 +275,13 @@ def test_hardware_defaults_to_what_the_runs_processes_recorded(table, tmp_path):
   table.collect("freebits", str(tmp_path / "fb"), "given by hand", "lstm")
   summary = json.load(open(tmp_path / "results_ptb_lstm" / "freebits" / "train_summary.json"))
   assert summary["hardware"] == "given by hand"
+
+
+def test_a_run_in_progress_before_its_first_validation_says_so(table, tmp_path):
+  _workdir(tmp_path / "agg", final=False)
+  os.remove(tmp_path / "agg" / "eval_test.json")
+  with open(tmp_path / "agg" / "metrics.jsonl", "w", encoding="utf-8") as f:
+    f.write(json.dumps({"step": 219, "train/tokens_per_s": 50.0}) + "\n")
+  table.collect("aggressive", str(tmp_path / "agg"), "test CPU", table="lstm", progress=True)
+  row = [l for l in table.build().splitlines() if l.startswith("| aggressive |")][0]
+  assert "| training (step 219, no validation yet) |" in row

@@ -406,7 +406,8 @@ def _table(table: str) -> list[str]:
         summ = json.load(f)
       best = summ.get("best_valid") or {}
       training = (f"training (best valid {_fmt(best.get('value'))} at epoch "
-                  f"{_epoch(best.get('step'))})")
+                  f"{_epoch(best.get('step'))})" if best.get("value") is not None else
+                  f"training (step {summ.get('last_step', 0):,}, no validation yet)")
       ipath = os.path.join(runs, v, INTERIM)
       if os.path.exists(ipath):
         with open(ipath, encoding="utf-8") as f:
