@@ -285,3 +285,8 @@ def test_a_run_in_progress_before_its_first_validation_says_so(table, tmp_path):
   table.collect("aggressive", str(tmp_path / "agg"), "test CPU", table="lstm", progress=True)
   row = [l for l in table.build().splitlines() if l.startswith("| aggressive |")][0]
   assert "| training (step 219, no validation yet) |" in row
+  # Collected while it still compiles its first steps: nothing logged yet.
+  open(tmp_path / "agg" / "metrics.jsonl", "w", encoding="utf-8").close()
+  table.collect("aggressive", str(tmp_path / "agg"), "test CPU", table="lstm", progress=True)
+  row = [l for l in table.build().splitlines() if l.startswith("| aggressive |")][0]
+  assert "| training (step 0, no validation yet) |" in row

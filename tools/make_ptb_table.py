@@ -407,7 +407,7 @@ def _table(table: str) -> list[str]:
       best = summ.get("best_valid") or {}
       training = (f"training (best valid {_fmt(best.get('value'))} at epoch "
                   f"{_epoch(best.get('step'))})" if best.get("value") is not None else
-                  f"training (step {summ.get('last_step', 0):,}, no validation yet)")
+                  f"training (step {summ.get('last_step') or 0:,}, no validation yet)")
       ipath = os.path.join(runs, v, INTERIM)
       if os.path.exists(ipath):
         with open(ipath, encoding="utf-8") as f:
