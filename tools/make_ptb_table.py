@@ -237,7 +237,7 @@ def run_hardware(workdir: str) -> str:
   recorded = hardware_lib.describe_history(fileio.read_jsonl(hardware_lib.path(workdir)))
   if recorded:
     return recorded
-  return f"{platform.machine()} CPU x{os.cpu_count()}" if not _gpu_name() else _gpu_name()
+  return _gpu_name() or f"{platform.machine()} CPU x{os.cpu_count()}"
 
 
 def _gpu_name():
