@@ -66,6 +66,6 @@ def test_aggressive_is_vae_with_the_inner_loop_and_more_checkpoints():
   b = _flat(ptb_lstm.get_config("aggressive"))
   assert {k: (a[k], b[k]) for k in a if a[k] != b[k]} == {
       "train.aggressive.enabled": (False, True),
-      "train.checkpoint_every_steps": (EPOCH, EPOCH // 6)}
+      "train.checkpoint_every_steps": (EPOCH, EPOCH // 18)}
   assert (b["train.aggressive.window"], b["train.aggressive.max_inner_steps"]) == (10, 100)
   assert EPOCH % b["train.checkpoint_every_steps"] == 0  # every validation step is saved too
