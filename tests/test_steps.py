@@ -1,9 +1,12 @@
 """The pmapped train/eval steps: padding, PRNG streams, 1 device vs 4 devices."""
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from configs import ptb_lstm
+from textvae import checkpoints
 from textvae import models
 from textvae import objectives
 from textvae import steps
@@ -122,3 +125,61 @@ def test_abstract_train_state_has_the_initialised_structure_and_computes_nothing
       for a, r in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         assert isinstance(a, jax.ShapeDtypeStruct)  # nothing was computed
         assert (a.shape, a.dtype) == (np.shape(r), jax.numpy.result_type(r)), part
+
+
+def _leaves_identical(got, want):
+  """Same tree, and each leaf the same type, dtype and bits."""
+  assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    assert type(a) is type(b)
+    assert np.asarray(a).dtype == np.asarray(b).dtype
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _small(variant, **model_fields):
+  config = ptb_lstm.get_config(variant).model
+  config.embed_dim, config.hidden_dim, config.latent_dim = 8, 16, 4
+  config.update(model_fields)
+  return config
+
+
+def test_init_variables_equal_flax_init_bit_for_bit():
+  """init_variables runs only the initialisers (lazy_init); its variables must
+  be Flax's `model.init`'s, which also runs the forward pass: GRU and LSTM VAEs,
+  the papers' uniform initialisation, BN-VAE's batch statistics, the LM and a
+  conditional VAE."""
+  tokens = jnp.full((2, 3), 4, jnp.int32)
+  cases = [(models.create_model(_small("vae", cell="gru", param_init="default"), 20), {}),
+           (models.create_model(_small("vae"), 20), {}),
+           (models.create_model(_small("bnvae"), 20), {}),
+           (models.create_model(_small("lm"), 20), {}),
+           (models.create_model(_small("vae", condition="label"), 20, 3),
+            {"labels_B": jnp.zeros((2,), jnp.int32)})]
+  assert "batch_stats" in steps.init_variables(cases[2][0], jax.random.key(0))
+  for model, labels in cases:
+    key = jax.random.key(7)
+    k_params, k_latent, k_dropout = jax.random.split(key, 3)
+    want = model.init({"params": k_params, "latent": k_latent, "dropout": k_dropout},
+                      tokens, tokens, **labels)
+    _leaves_identical(steps.init_variables(model, key), want)
+
+
+def test_restore_into_the_abstract_state_equals_restore_into_an_initialised_one(tmp_path):
+  """Training resumes into steps.abstract_train_state instead of an initialised
+  state: both must give the same state (its step a Python int, every array the
+  same bits), with SGD and a plateau schedule's state as well as Adam's."""
+  for optimizer in ("adam", "sgd"):
+    config = ptb_lstm.get_config("vae").train if optimizer == "sgd" else _train_config()
+    model = models.create_model(_small("vae"), 20)
+    state = steps.create_train_state(model, jax.random.key(1), config)
+    grads = jax.tree_util.tree_map(jnp.ones_like, state.params)
+    state = steps.update_parts(state, grads, None, count_step=True)
+    ckpt = checkpoints.Checkpointer(str(tmp_path / optimizer))
+    ckpt.save(1, state, {"position": 3}, {"step": 1})
+    from_init, _, _ = ckpt.restore(1, steps.create_train_state(model, jax.random.key(0), config))
+    from_shapes, data, _ = ckpt.restore(1, steps.abstract_train_state(model, config))
+    ckpt.close()
+    assert from_shapes.step == 1 and type(from_shapes.step) is int and data == {"position": 3}
+    fields = lambda s: (s.step, s.params, s.opt_state, s.batch_stats)  # tx: a new object each
+    _leaves_identical(fields(from_shapes), fields(from_init))
+    _leaves_identical(from_shapes.params, state.params)

@@ -56,12 +56,16 @@ def update_parts(state: TrainState, grads, parts, *, count_step: bool):
 
 
 def init_variables(model, init_key):
-  tokens = jnp.full((2, 3), 4, jnp.int32)
+  """The model's initial variables. Only their initialisers run (Flax's
+  `lazy_init`, the inputs given by shape): `model.init` would also evaluate the
+  forward pass op by op, each op compiled on its own, seconds in every new
+  process; the variables are the same, bit for bit."""
+  tokens = jax.ShapeDtypeStruct((2, 3), jnp.int32)
   k_params, k_latent, k_dropout = jax.random.split(init_key, 3)
   rngs = {"params": k_params, "latent": k_latent, "dropout": k_dropout}
   if getattr(model, "num_labels", 0):  # a conditional VAE
-    return model.init(rngs, tokens, tokens, labels_B=jnp.zeros((2,), jnp.int32))
-  return model.init(rngs, tokens, tokens)
+    return model.lazy_init(rngs, tokens, tokens, labels_B=jax.ShapeDtypeStruct((2,), jnp.int32))
+  return model.lazy_init(rngs, tokens, tokens)
 
 
 def label_kwargs(batch) -> dict:
@@ -81,8 +85,11 @@ def abstract_train_state(model, train_config) -> TrainState:
   """The train state's structure, shapes and dtypes (jax.ShapeDtypeStruct
   leaves) without initialising it: the target of a restore. Initialising runs
   every parameter initialiser as its own small program, seconds of compiling
-  in each new process that only wants a checkpoint's values."""
-  return jax.eval_shape(lambda: create_train_state(model, jax.random.key(0), train_config))
+  in each new process that only wants a checkpoint's values. Its step is
+  create_train_state's Python 0, so that a state restored into either target
+  is the same (a restored step is then a Python int, not an array)."""
+  state = jax.eval_shape(lambda: create_train_state(model, jax.random.key(0), train_config))
+  return state.replace(step=0)
 
 
 def step_rngs(key, step):

@@ -138,13 +138,17 @@ def _clear_nonfinite_marker(workdir):
     os.remove(marker)
 
 
-def _resume(state, workdir, ckpt, best_ckpt, tracker, train_iter, hooks, vocab_size):
+def _resume(new_state, template, workdir, ckpt, best_ckpt, tracker, train_iter, hooks,
+            vocab_size):
   """The state of the newest checkpoint that restores completely (unreadable
-  newer ones are moved aside), with the tracker, the iterator and the hooks
-  restored; `state` itself when there is none. Drops the metrics.jsonl rows a
-  killed run logged past the resumed step."""
-  restored = checkpoints.restore_newest(ckpt, lambda s: ckpt.restore(s, state), move_aside=True)
+  newer ones are moved aside) into `template` (steps.abstract_train_state),
+  with the tracker, the iterator and the hooks restored; `new_state()` when
+  there is none. Drops the metrics.jsonl rows a killed run logged past the
+  resumed step."""
+  restored = checkpoints.restore_newest(ckpt, lambda s: ckpt.restore(s, template),
+                                        move_aside=True)
   if restored is None:
+    state = new_state()
     logging.info("Starting from scratch in %s", workdir)
   else:
     latest, (state, data_state, meta) = restored
@@ -301,9 +305,11 @@ def _setup(config, workdir) -> Run:
   model = models.create_model(config.model, len(data.vocab),
                               len(data.labels) if data.labels else 0)
   keys = Keys(*jax.random.split(jax.random.key(config.seed), 4))
-  state = steps.create_train_state(model, keys.init, config.train)
+  # A resumed run restores into the state's shapes: initialising it first
+  # would be seconds of compiling, for values the checkpoint replaces.
+  template = steps.abstract_train_state(model, config.train)
   logging.info("Model %s: %d parameters, vocabulary %d", config.model.kind,
-               sum(x.size for x in jax.tree_util.tree_leaves(state.params)), len(data.vocab))
+               sum(x.size for x in jax.tree_util.tree_leaves(template.params)), len(data.vocab))
   make_dataset = lambda seed: data.train_dataset(batch_size=config.train.batch_size, seed=seed)
   train_iter = iter(make_dataset(config.seed))
   ckpt = checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)
@@ -312,7 +318,8 @@ def _setup(config, workdir) -> Run:
   hooks = hooks_lib.create(config, hooks_lib.Context(
       model=model, init_key=keys.init, train_key=keys.train, make_train_dataset=make_dataset,
       best_checkpointer=best_ckpt, tracker=tracker, vocab_tokens=tuple(data.vocab.tokens)))
-  state = _resume(state, workdir, ckpt, best_ckpt, tracker, train_iter, hooks, len(data.vocab))
+  state = _resume(lambda: steps.create_train_state(model, keys.init, config.train), template,
+                  workdir, ckpt, best_ckpt, tracker, train_iter, hooks, len(data.vocab))
   if jax.process_index() == 0:  # the results tables' hardware, even when a run moves
     logging.info("Hardware: %s", hardware.describe(hardware.record(workdir, int(state.step))))
   writer = metric_writers_lib.create_writer(workdir, just_logging=jax.process_index() > 0)

@@ -11,6 +11,13 @@ validation every 10, checkpoints every 15) in its own workdir under
 every metrics.jsonl row and of final_metrics.json (timing fields left out),
 and of samples.txt. --compare prints EQUAL / DIFF per variant and part and
 exits 1 on any difference.
+
+With --resume each variant then runs a second time, resumed: its checkpoints
+after step 15 and its final metrics are deleted and training restarts from
+step 15 (the path a killed run takes). That run must give the same
+fingerprint (recorded as `<variant>@resumed`; any difference exits 1). Unlike
+a killed run's, its `best/` has lost the step-15 run's best model (a later one
+had replaced it): the resumed run warns so, and saves the next improvement.
 """
 
 import hashlib
@@ -35,6 +42,7 @@ _OUT = flags.DEFINE_string("out", None, "Where to write the fingerprints (JSON).
 _COMPARE = flags.DEFINE_string("compare", None, "Fingerprints of the other tree to compare with.")
 _ROOT = flags.DEFINE_string("workdir_root", "/tmp/loop_fingerprint", "Parent of the workdirs.")
 _VARIANTS = flags.DEFINE_list("variants", None, "Variants to run (default: all).")
+_RESUME = flags.DEFINE_bool("resume", False, "Also resume each variant from step 15.")
 
 TIMING = ("tokens_per_s", "steps_per_sec", "uptime", "seconds")
 
@@ -83,9 +91,25 @@ def _sha(data: bytes) -> str:
   return hashlib.sha256(data).hexdigest()[:16]
 
 
-def fingerprint(name: str) -> dict:
+RESUME_STEP = 15
+
+
+def _rewind(workdir: str) -> None:
+  """The workdir as a run killed just after checkpoint RESUME_STEP leaves it."""
+  for sub in ("checkpoints", "best"):
+    folder = os.path.join(workdir, sub)
+    for step in os.listdir(folder) if os.path.isdir(folder) else ():
+      if step.isdigit() and int(step) > RESUME_STEP:
+        shutil.rmtree(os.path.join(folder, step))
+  os.remove(os.path.join(workdir, "final_metrics.json"))
+
+
+def fingerprint(name: str, resumed: bool = False) -> dict:
   workdir = os.path.join(_ROOT.value, name)
-  shutil.rmtree(workdir, ignore_errors=True)
+  if resumed:
+    _rewind(workdir)
+  else:
+    shutil.rmtree(workdir, ignore_errors=True)
   train.train_and_evaluate(config_for(name), workdir)
   rows = [r for r in map(_clean, fileio.read_jsonl(os.path.join(workdir, "metrics.jsonl")))
           if len(r) > 1]
@@ -105,20 +129,27 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   out = {}
+  same = True
   for name in _VARIANTS.value or list(VARIANTS):
     out[name] = fingerprint(name)
     fileio.write_json(_OUT.value, out, indent=1)
     jax.clear_caches()
+    if _RESUME.value:
+      out[f"{name}@resumed"] = fingerprint(name, resumed=True)
+      fileio.write_json(_OUT.value, out, indent=1)
+      jax.clear_caches()
+      if out[f"{name}@resumed"] != out[name]:
+        same = False
+        sys.stdout.write(f"{name}: the resumed run differs from the straight one\n")
   if _COMPARE.value:
     with open(_COMPARE.value, encoding="utf-8") as f:
       other = json.load(f)
-    same = True
     for name, parts in out.items():
       verdict = {k: "EQUAL" if other.get(name, {}).get(k) == v else "DIFF"
                  for k, v in parts.items()}
       same &= all(v == "EQUAL" for v in verdict.values())
       sys.stdout.write(f"{name:14s} " + " ".join(f"{k} {v}" for k, v in verdict.items()) + "\n")
-    sys.exit(0 if same else 1)
+  sys.exit(0 if same else 1)
 
 
 if __name__ == "__main__":
