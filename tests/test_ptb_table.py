@@ -277,6 +277,21 @@ def test_hardware_defaults_to_what_the_runs_processes_recorded(table, tmp_path):
   assert summary["hardware"] == "given by hand"
 
 
+def test_hardware_without_a_record_describes_the_collecting_host(table, tmp_path, monkeypatch):
+  _workdir(tmp_path / "fb", final=True)
+  host = {"machine": "x86_64", "cpu_model": "Intel Xeon", "cpu_isa": "AVX-512", "cpu_count": 8,
+          "cores": [0, 1, 2, 3, 4, 5, 6, 7], "accelerators": ["NVIDIA H100", "NVIDIA H100"],
+          "process_count": 1}
+  monkeypatch.setattr(table.hardware_lib, "current", lambda: host)
+  table.collect("freebits", str(tmp_path / "fb"), None, "lstm")
+  summary = json.load(open(tmp_path / "results_ptb_lstm" / "freebits" / "train_summary.json"))
+  assert summary["hardware"] == "2 x NVIDIA H100"
+  monkeypatch.setattr(table.hardware_lib, "current", lambda: {**host, "accelerators": []})
+  table.collect("freebits", str(tmp_path / "fb"), None, "lstm")
+  summary = json.load(open(tmp_path / "results_ptb_lstm" / "freebits" / "train_summary.json"))
+  assert summary["hardware"] == "8-core x86_64 CPU (Intel Xeon, AVX-512); no GPU"
+
+
 def test_a_run_in_progress_before_its_first_validation_says_so(table, tmp_path):
   _workdir(tmp_path / "agg", final=False)
   os.remove(tmp_path / "agg" / "eval_test.json")

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 
@@ -233,20 +232,9 @@ def _how_it_ended(workdir: str, last_step, halvings=None) -> str:
 
 def run_hardware(workdir: str) -> str:
   """--hardware's default: what the run's training processes recorded
-  (W/hardware.jsonl, textvae.hardware), else this host's platform."""
+  (W/hardware.jsonl, textvae.hardware), else this host, described the same way."""
   recorded = hardware_lib.describe_history(fileio.read_jsonl(hardware_lib.path(workdir)))
-  if recorded:
-    return recorded
-  return _gpu_name() or f"{platform.machine()} CPU x{os.cpu_count()}"
-
-
-def _gpu_name():
-  try:
-    import jax  # pylint: disable=g-import-not-at-top
-    dev = jax.devices()[0]
-    return None if dev.platform == "cpu" else f"{jax.device_count()} x {dev.device_kind}"
-  except Exception:  # pylint: disable=broad-except
-    return None
+  return recorded or hardware_lib.describe(hardware_lib.current())
 
 
 def _runs(table: str) -> str:
