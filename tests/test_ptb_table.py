@@ -113,11 +113,14 @@ def test_a_run_in_progress_is_listed_with_its_best_validation(table, tmp_path):
   assert not os.path.exists(tmp_path / "results_ptb_lstm" / "pretrain_fb" / "eval_test.json")
   row = [l for l in table.build().splitlines() if l.startswith("| pretrain_fb |")][0]
   assert "training (best valid 118.50 at epoch 2)" in row
-  assert "interrupted at step 2628: not converged" in row
+  assert "| still training at step 2628 |" in row and "interrupted" not in row
   # With a plateau schedule: the halvings so far (the rate as logged, resumes repeat it).
   with open(tmp_path / "fb" / "metrics.jsonl", "a", encoding="utf-8") as f:
     for step, rate in [(1314, 1.0), (2628, 1.0), (2628, 0.5), (2628, 0.5), (3942, 0.25)]:
       f.write(json.dumps({"step": step, "train/learning_rate": rate}) + "\n")
+  assert table.summarise_log(str(tmp_path / "fb"), running=True)["ended"] == (
+      "still training at step 3942; 2 learning-rate halvings so far (rate 0.25)")
+  # The same log, no longer training and collected as it stands: stopped by hand.
   assert table.summarise_log(str(tmp_path / "fb"))["ended"] == (
       "interrupted at step 3942 after 2 learning-rate halvings (rate 0.25): not converged")
 
@@ -147,8 +150,7 @@ def test_an_interim_test_evaluation_is_listed_until_the_final_one_is_collected(t
   table.collect("lm", str(tmp_path / "lm"), "test CPU", table="lstm", progress=True)
   row = [l for l in table.build().splitlines() if l.startswith("| lm |")][0]
   assert ("| interim: 117.25, training (best valid 118.50 at epoch 2) | 500 | 130.50 | "
-          "-121.00 | 6.50 | 4.25 | 32 | 2628 (2) | interrupted at step 2628: not "
-          "converged |") in row
+          "-121.00 | 6.50 | 4.25 | 32 | 2628 (2) | still training at step 2628 |") in row
   assert "interim" in table.build().split("## The literature")[0]  # the header says what it is
   # The run's final evaluation replaces it.
   _workdir(tmp_path / "lm2", final=True, lr_schedule={"finished": True, "decays": 5})

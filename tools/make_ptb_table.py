@@ -168,8 +168,9 @@ def wall_seconds(workdir: str) -> float | None:
   return max(os.path.getmtime(d) for d in done) - os.path.getmtime(start) if done else None
 
 
-def summarise_log(workdir: str) -> dict:
-  """Steps, wall time and throughput from a run's metrics.jsonl."""
+def summarise_log(workdir: str, running: bool = False) -> dict:
+  """Steps, wall time and throughput from a run's metrics.jsonl; `running`: the
+  run is still training (collected in progress)."""
   rows = fileio.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   steps = [r["step"] for r in rows if isinstance(r.get("step"), int)]
   out = {"last_step": max(steps) if steps else None, "wall_seconds": wall_seconds(workdir)}
@@ -189,7 +190,7 @@ def summarise_log(workdir: str) -> dict:
     last = valid[-1]
     out["last_valid"] = {k.split("/", 1)[1]: last[k] for k in last
                          if k.startswith("valid/") and isinstance(last[k], (int, float))}
-  out["ended"] = _how_it_ended(workdir, out["last_step"], _halvings(rows))
+  out["ended"] = _how_it_ended(workdir, out["last_step"], _halvings(rows), running)
   agg = [r for r in rows if "train/aggressive" in r]
   if agg:
     on = [r["step"] for r in agg if r["train/aggressive"] > 0]
@@ -206,16 +207,19 @@ def _halvings(rows) -> tuple:
   return sum(b < a for a, b in zip(rates, rates[1:])), rates[-1]
 
 
-def _how_it_ended(workdir: str, last_step, halvings=None) -> str:
+def _how_it_ended(workdir: str, last_step, halvings=None, running: bool = False) -> str:
   """'early stop' (patience ran out: converged on validation), 'num_steps' (the
-  configured length), or 'interrupted' (stopped by hand: not converged; with a
-  plateau schedule, how many halvings it had had)."""
+  configured length), 'interrupted' (stopped by hand: not converged; with a
+  plateau schedule, how many halvings it had had), or, for a run collected in
+  progress (`running`), 'still training' with the same counts so far."""
   path = os.path.join(workdir, "final_metrics.json")
   if not os.path.exists(path):
-    so_far = ""
-    if halvings is not None:
-      n, rate = halvings
-      so_far = f" after {n} learning-rate halving{'s' * (n != 1)} (rate {rate:g})"
+    n, rate = halvings if halvings is not None else (None, None)
+    plural = "s" * (n != 1)
+    if running:
+      so_far = "" if n is None else f"; {n} learning-rate halving{plural} so far (rate {rate:g})"
+      return f"still training at step {last_step}{so_far}"
+    so_far = "" if n is None else f" after {n} learning-rate halving{plural} (rate {rate:g})"
     return f"interrupted at step {last_step}{so_far}: not converged"
   with open(path, encoding="utf-8") as f:
     final = json.load(f)
@@ -277,7 +281,7 @@ def collect(name: str, workdir: str, hardware: str | None, table: str = "gru",
   elif os.path.exists(os.path.join(dst, INTERIM)):  # superseded, or of an earlier run
     os.remove(os.path.join(dst, INTERIM))
   shutil.copyfile(os.path.join(workdir, "config.json"), os.path.join(dst, "config.json"))
-  summary = summarise_log(workdir)
+  summary = summarise_log(workdir, running=progress)
   summary["hardware"] = hardware or run_hardware(workdir)
   summary["workdir"] = workdir
   pre = prerequisite_summary(name, workdir, table)
@@ -463,7 +467,7 @@ def build() -> str:
            "between a row's resumed processes not; the test evaluation not).", "",
            "Each row is the run's best checkpoint on validation IW-NLL (K=5, once per epoch "
            "of 1,314 steps); 'selected step' is that checkpoint, 'training ended' says "
-           "whether the run reached its stopping rule or was interrupted. A row marked "
+           "whether the run reached its stopping rule, was interrupted or is still training. A row marked "
            "'interim' is still training: its figures are those of its best checkpoint so "
            "far (`textvae.evaluate --interim`), not of the run at its stopping rule.", ""]
   lines += _table("lstm")
