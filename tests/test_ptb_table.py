@@ -119,7 +119,7 @@ def test_a_run_in_progress_is_listed_with_its_best_validation(table, tmp_path):
     for step, rate in [(1314, 1.0), (2628, 1.0), (2628, 0.5), (2628, 0.5), (3942, 0.25)]:
       f.write(json.dumps({"step": step, "train/learning_rate": rate}) + "\n")
   assert table.summarise_log(str(tmp_path / "fb"), running=True)["ended"] == (
-      "still training at step 3942; 2 learning-rate halvings so far (rate 0.25)")
+      "still training at step 3942 after 2 learning-rate halvings (rate 0.25)")
   # The same log, no longer training and collected as it stands: stopped by hand.
   assert table.summarise_log(str(tmp_path / "fb"))["ended"] == (
       "interrupted at step 3942 after 2 learning-rate halvings (rate 0.25): not converged")

@@ -211,15 +211,15 @@ def _how_it_ended(workdir: str, last_step, halvings=None, running: bool = False)
   """'early stop' (patience ran out: converged on validation), 'num_steps' (the
   configured length), 'interrupted' (stopped by hand: not converged; with a
   plateau schedule, how many halvings it had had), or, for a run collected in
-  progress (`running`), 'still training' with the same counts so far."""
+  progress (`running`), 'still training' with the same counts."""
   path = os.path.join(workdir, "final_metrics.json")
   if not os.path.exists(path):
-    n, rate = halvings if halvings is not None else (None, None)
-    plural = "s" * (n != 1)
+    so_far = ""
+    if halvings is not None:
+      n, rate = halvings
+      so_far = f" after {n} learning-rate halving{'s' * (n != 1)} (rate {rate:g})"
     if running:
-      so_far = "" if n is None else f"; {n} learning-rate halving{plural} so far (rate {rate:g})"
       return f"still training at step {last_step}{so_far}"
-    so_far = "" if n is None else f" after {n} learning-rate halving{plural} (rate {rate:g})"
     return f"interrupted at step {last_step}{so_far}: not converged"
   with open(path, encoding="utf-8") as f:
     final = json.load(f)
@@ -467,9 +467,10 @@ def build() -> str:
            "between a row's resumed processes not; the test evaluation not).", "",
            "Each row is the run's best checkpoint on validation IW-NLL (K=5, once per epoch "
            "of 1,314 steps); 'selected step' is that checkpoint, 'training ended' says "
-           "whether the run reached its stopping rule, was interrupted or is still training. A row marked "
-           "'interim' is still training: its figures are those of its best checkpoint so "
-           "far (`textvae.evaluate --interim`), not of the run at its stopping rule.", ""]
+           "whether the run reached its stopping rule, was interrupted or is still "
+           "training. A row marked 'interim' is still training: its figures are those of "
+           "its best checkpoint so far (`textvae.evaluate --interim`), not of the run at "
+           "its stopping rule.", ""]
   lines += _table("lstm")
   lines += ["### Published PTB numbers at the same setting", "",
             "| model | NLL | PPL | KL | MI | AU | source |", "|---|---|---|---|---|---|---|"]
